@@ -1,0 +1,177 @@
+"""Kaldi data directories: ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asr.utils import AsrError, atomic_open
+
+
+def read_kv(path: str | os.PathLike) -> dict[str, str]:
+    """Read a Kaldi key-value file: first token is the key, the rest of the line the value.
+
+    Blank lines are skipped. A duplicate key or a key with no value is an AsrError naming
+    the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"file not found: {path}")
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(None, 1)
+            if len(parts) < 2:
+                raise AsrError(f"{path}:{n}: key '{parts[0]}' has no value")
+            key, value = parts[0], parts[1].strip()
+            if key in out:
+                raise AsrError(f"{path}:{n}: duplicate key '{key}'")
+            out[key] = value
+    return out
+
+
+def write_kv(path: str | os.PathLike, data: dict[str, str]) -> None:
+    """Write ``key value`` lines sorted by key (C-locale order), atomically."""
+    with atomic_open(path) as f:
+        for key in sorted(data):
+            f.write(f"{key} {data[key]}\n")
+
+
+def _read_text(path: Path) -> dict[str, list[str]]:
+    """Read a Kaldi ``text`` file; an utterance with no words is allowed."""
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] in out:
+                raise AsrError(f"{path}:{n}: duplicate utterance '{parts[0]}'")
+            out[parts[0]] = parts[1:]
+    return out
+
+
+def _check_sorted(path: Path, keys: list[str]) -> None:
+    """Kaldi requires C-locale sorted, unique keys (plain Python string order)."""
+    for a, b in zip(keys, keys[1:]):
+        if a == b:
+            raise AsrError(f"{path}: duplicate key '{b}'")
+        if b < a:
+            raise AsrError(f"{path}: not sorted: '{b}' comes after '{a}'")
+
+
+@dataclass
+class DataDir:
+    """An in-memory Kaldi data directory.
+
+    ``wav`` maps utterance -> wav.scp entry (path or pipe command), ``text`` utterance ->
+    word list, ``utt2spk`` utterance -> speaker. ``spk2utt`` is derived.
+    """
+
+    path: Path | None = None
+    wav: dict[str, str] = field(default_factory=dict)
+    text: dict[str, list[str]] = field(default_factory=dict)
+    utt2spk: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spk2utt(self) -> dict[str, list[str]]:
+        """Speaker -> sorted list of its utterances."""
+        out: dict[str, list[str]] = {}
+        for utt in sorted(self.utt2spk):
+            out.setdefault(self.utt2spk[utt], []).append(utt)
+        return {spk: out[spk] for spk in sorted(out)}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, require_text: bool = True) -> "DataDir":
+        """Load ``path/{wav.scp,utt2spk[,text]}`` and validate the result.
+
+        Key order in the files is checked too (Kaldi tools rely on sorted files).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise AsrError(f"data directory not found: {path}")
+        wav_path, utt2spk_path, text_path = path / "wav.scp", path / "utt2spk", path / "text"
+        wav = read_kv(wav_path)
+        utt2spk = read_kv(utt2spk_path)
+        _check_sorted(wav_path, list(wav))
+        _check_sorted(utt2spk_path, list(utt2spk))
+        text: dict[str, list[str]] = {}
+        has_text = text_path.is_file()
+        if has_text:
+            text = _read_text(text_path)
+            _check_sorted(text_path, list(text))
+        elif require_text:
+            raise AsrError(f"file not found: {text_path}")
+        d = cls(path=path, wav=wav, text=text, utt2spk=utt2spk)
+        d.validate(check_text=has_text)
+        return d
+
+    def validate(self, check_text: bool = True) -> None:
+        """Check Kaldi's rules; raise AsrError naming the file and utterance.
+
+        Rules: non-empty keys without whitespace, utterance ids prefixed by their speaker
+        id, and the same utterance set in utt2spk, wav.scp and (if ``check_text``) text.
+        """
+        where = str(self.path) if self.path is not None else "<data dir>"
+        for name, keys in (("wav.scp", self.wav), ("utt2spk", self.utt2spk), ("text", self.text)):
+            for k in keys:
+                if not k or any(c.isspace() for c in k):
+                    raise AsrError(f"{where}/{name}: bad utterance id {k!r}")
+        for utt, spk in self.utt2spk.items():
+            if not spk or any(c.isspace() for c in spk):
+                raise AsrError(f"{where}/utt2spk: utterance '{utt}' has bad speaker id {spk!r}")
+            # Speaker-prefixed ids make sorting by utt also group by speaker (Kaldi rule).
+            if not utt.startswith(spk):
+                raise AsrError(
+                    f"{where}/utt2spk: utterance '{utt}' does not start with its speaker id '{spk}'"
+                )
+        for utt in sorted(self.utt2spk):
+            if utt not in self.wav:
+                raise AsrError(f"{where}/wav.scp: no entry for utterance '{utt}' (in utt2spk)")
+            if check_text and utt not in self.text:
+                raise AsrError(f"{where}/text: no entry for utterance '{utt}' (in utt2spk)")
+        for utt in sorted(self.wav):
+            if utt not in self.utt2spk:
+                raise AsrError(f"{where}/wav.scp: utterance '{utt}' is not in utt2spk")
+            if not self.wav[utt].strip():
+                raise AsrError(f"{where}/wav.scp: empty entry for utterance '{utt}'")
+        if check_text:
+            for utt in sorted(self.text):
+                if utt not in self.utt2spk:
+                    raise AsrError(f"{where}/text: utterance '{utt}' is not in utt2spk")
+
+    def utts(self) -> list[str]:
+        """Sorted utterance ids."""
+        return sorted(self.utt2spk)
+
+    def subset(self, utts: list[str]) -> "DataDir":
+        """A new DataDir (no path) with only ``utts``; an unknown utterance is an AsrError."""
+        for u in utts:
+            if u not in self.utt2spk:
+                raise AsrError(f"{self.path}: subset asks for unknown utterance '{u}'")
+        keep = sorted(set(utts))
+        return DataDir(
+            path=None,
+            wav={u: self.wav[u] for u in keep},
+            text={u: list(self.text[u]) for u in keep if u in self.text},
+            utt2spk={u: self.utt2spk[u] for u in keep},
+        )
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Validate, then write the four files sorted by key, each atomically."""
+        path = Path(path)
+        self.validate(check_text=bool(self.text))
+        path.mkdir(parents=True, exist_ok=True)
+        write_kv(path / "wav.scp", self.wav)
+        write_kv(path / "utt2spk", self.utt2spk)
+        write_kv(path / "spk2utt", {s: " ".join(u) for s, u in self.spk2utt.items()})
+        if self.text:
+            with atomic_open(path / "text") as f:
+                for utt in sorted(self.text):
+                    words = self.text[utt]
+                    f.write(f"{utt} {' '.join(words)}\n" if words else f"{utt}\n")
+        self.path = path

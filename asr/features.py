@@ -1,0 +1,291 @@
+"""Acoustic features the Kaldi way: MFCC / fbank, per-speaker CMVN, deltas, splicing.
+
+Raw features are computed once per data dir and stored as Kaldi ark/scp
+(``feats.ark``/``feats.scp``) next to per-speaker CMVN statistics (``cmvn.ark``/``cmvn.scp``)
+in Kaldi's (2, D+1) layout, so Kaldi tools can read ours and the reverse. CMVN and deltas
+are applied when features are loaded (Kaldi's ``apply-cmvn | add-deltas`` pipeline), which
+keeps one stored copy serving every model type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import kaldiio
+import numpy as np
+import torch
+import torchaudio.compliance.kaldi as kaldi_compliance
+from tqdm import tqdm
+
+from asr.audio import read_wav_scp_entry
+from asr.datadir import DataDir
+from asr.utils import AsrError, atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+FEATS_CONF = "feats_conf.json"
+
+
+@dataclass
+class FeatureConfig:
+    """How raw features are computed (defaults follow Kaldi's compute-mfcc-feats).
+
+    Attributes:
+        kind: ``"mfcc"`` or ``"fbank"``.
+        sample_rate: audio is resampled to this rate before analysis.
+        num_ceps: cepstra kept (MFCC only).
+        num_mel_bins: mel filters (23 for MFCC, 40 for fbank in Kaldi's recipes).
+        frame_length_ms / frame_shift_ms: analysis window and hop.
+        dither: Kaldi's dither; 0 keeps features reproducible.
+        use_energy: replace C0 by log energy (MFCC); Kaldi's recipes use false.
+        low_freq / high_freq: mel filterbank edges in Hz (high <= 0 is an offset from Nyquist).
+    """
+
+    kind: str = "mfcc"
+    sample_rate: int = 16000
+    num_ceps: int = 13
+    num_mel_bins: int = 23
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+    use_energy: bool = False
+    low_freq: float = 20.0
+    high_freq: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mfcc", "fbank"):
+            raise AsrError(f"feature kind must be 'mfcc' or 'fbank', got {self.kind!r}")
+
+    @property
+    def dim(self) -> int:
+        return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise AsrError(f"unknown feature option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class FeaturePipeline:
+    """What a model applies on top of stored raw features: CMVN, deltas, splicing.
+
+    Attributes:
+        cmvn: apply per-speaker (or per-utterance) mean normalisation.
+        norm_vars: also normalise variances (Kaldi's ``--norm-vars``).
+        delta_order: 0 none, 2 = deltas + delta-deltas (Kaldi's add-deltas).
+        splice: +-k context frames stacked (DNN input); 0 for none.
+    """
+
+    cmvn: bool = True
+    norm_vars: bool = False
+    delta_order: int = 2
+    splice: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeaturePipeline":
+        return cls(**d)
+
+    def output_dim(self, raw_dim: int) -> int:
+        return raw_dim * (self.delta_order + 1) * (2 * self.splice + 1)
+
+
+def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Raw features of one utterance.
+
+    Args:
+        samples: (N,) float32 mono audio in [-1, 1] at ``cfg.sample_rate``.
+    Returns:
+        (T, D) float32, T = 1 + (N - window) // hop (Kaldi's snip-edges), D = ``cfg.dim``.
+    """
+    # torchaudio's Kaldi compliance functions expect int16-scaled waveforms, as Kaldi does.
+    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32) * 32768.0).unsqueeze(0)
+    window = int(cfg.sample_rate * cfg.frame_length_ms / 1000)
+    if wave.shape[1] < window:
+        return np.zeros((0, cfg.dim), dtype=np.float32)
+    common = dict(
+        sample_frequency=float(cfg.sample_rate),
+        frame_length=cfg.frame_length_ms,
+        frame_shift=cfg.frame_shift_ms,
+        dither=cfg.dither,
+        num_mel_bins=cfg.num_mel_bins,
+        low_freq=cfg.low_freq,
+        high_freq=cfg.high_freq,
+        use_energy=cfg.use_energy,
+    )
+    if cfg.kind == "mfcc":
+        feats = kaldi_compliance.mfcc(wave, num_ceps=cfg.num_ceps, **common)
+    else:
+        feats = kaldi_compliance.fbank(wave, **common)
+    return feats.numpy().astype(np.float32)
+
+
+def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
+    """Kaldi's add-deltas: append delta and higher-order features.
+
+    Each order's filter is the previous one convolved with the delta filter
+    ``[-w..w] / (2 * sum n^2)``, applied to the *original* features with edge frames
+    replicated, exactly as Kaldi's DeltaFeatures does.
+
+    Args:
+        feats: (T, D).
+    Returns:
+        (T, D * (order + 1)).
+    """
+    if order == 0:
+        return feats
+    T, D = feats.shape
+    base = np.arange(-window, window + 1, dtype=np.float64)
+    base /= np.sum(base**2)
+    filters = [np.array([1.0])]
+    for _ in range(order):
+        filters.append(np.convolve(filters[-1], base))
+    out = [feats]
+    for filt in filters[1:]:
+        half = (len(filt) - 1) // 2
+        idx = np.clip(np.arange(T)[:, None] + np.arange(-half, half + 1)[None, :], 0, max(T - 1, 0))
+        out.append(np.einsum("tkd,k->td", feats[idx].astype(np.float64), filt).astype(np.float32))
+    return np.concatenate(out, axis=1)
+
+
+def splice_frames(feats: np.ndarray, context: int) -> np.ndarray:
+    """Stack +-``context`` neighbouring frames (edges replicated).
+
+    Args:
+        feats: (T, D).
+    Returns:
+        (T, D * (2 * context + 1)), frame t holds frames t-context .. t+context.
+    """
+    if context == 0:
+        return feats
+    T = feats.shape[0]
+    idx = np.clip(np.arange(T)[:, None] + np.arange(-context, context + 1)[None, :], 0, T - 1)
+    return feats[idx].reshape(T, -1)
+
+
+def cmvn_stats(feats_list: Iterable[np.ndarray]) -> np.ndarray:
+    """Kaldi CMVN statistics of some utterances.
+
+    Returns:
+        (2, D + 1) float64: row 0 = [sum x, count], row 1 = [sum x^2, 0].
+    """
+    stats = None
+    for f in feats_list:
+        f64 = f.astype(np.float64)
+        if stats is None:
+            stats = np.zeros((2, f.shape[1] + 1))
+        stats[0, :-1] += f64.sum(0)
+        stats[0, -1] += f.shape[0]
+        stats[1, :-1] += (f64**2).sum(0)
+    if stats is None:
+        raise AsrError("no features to compute CMVN statistics from")
+    return stats
+
+
+def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = False) -> np.ndarray:
+    """Normalise (T, D) features with (2, D+1) CMVN statistics; returns (T, D) float32."""
+    count = stats[0, -1]
+    if count <= 0:
+        return feats
+    mean = stats[0, :-1] / count
+    out = feats - mean
+    if norm_vars:
+        var = np.maximum(stats[1, :-1] / count - mean**2, 1e-10)
+        out = out / np.sqrt(var)
+    return out.astype(np.float32)
+
+
+def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
+    """Compute and store raw features + per-speaker CMVN stats for a data dir.
+
+    Writes ``feats.{ark,scp}``, ``cmvn.{ark,scp}``, ``utt2num_frames`` and ``feats_conf.json``
+    into the data dir, atomically. Skips the work if they exist with the same config.
+    """
+    data_dir = Path(data_dir)
+    data = DataDir.load(data_dir, require_text=False)
+    conf_path = data_dir / FEATS_CONF
+    if conf_path.exists() and (data_dir / "cmvn.scp").exists():
+        if json.loads(conf_path.read_text()) == cfg.to_dict():
+            log.info("%s: features already computed, skipping", data_dir)
+            return
+    feats: dict[str, np.ndarray] = {}
+    for utt in tqdm(data.utts(), desc=f"features {data_dir.name}", unit="utt", leave=False):
+        samples, _ = read_wav_scp_entry(data.wav[utt], target_rate=cfg.sample_rate)
+        f = compute_features(samples, cfg)
+        if f.shape[0] == 0:
+            raise AsrError(f"{data_dir}: utterance {utt} is shorter than one analysis window")
+        feats[utt] = f
+    _write_ark(data_dir / "feats", feats)
+    spk_stats = {spk: cmvn_stats(feats[u] for u in utts) for spk, utts in data.spk2utt.items()}
+    _write_ark(data_dir / "cmvn", spk_stats)
+    write_text_atomic(data_dir / "utt2num_frames", "".join(f"{u} {f.shape[0]}\n" for u, f in feats.items()))
+    write_text_atomic(conf_path, json.dumps(cfg.to_dict(), indent=1) + "\n")
+    n_frames = sum(f.shape[0] for f in feats.values())
+    log.info("%s: %d utterances, %d frames (%.1f h), dim %d, %d speakers", data_dir, len(feats),
+             n_frames, n_frames * cfg.frame_shift_ms / 3.6e6, cfg.dim, len(spk_stats))
+
+
+def _write_ark(stem: Path, mats: dict[str, np.ndarray]) -> None:
+    """Write ``stem.ark`` + ``stem.scp`` atomically (the scp refers to the final ark name)."""
+    ark, scp = stem.with_suffix(".ark"), stem.with_suffix(".scp")
+    with atomic_path(ark) as tmp_ark, atomic_path(scp) as tmp_scp:
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+            for key in sorted(mats):
+                writer(key, mats[key])
+        # kaldiio wrote offsets into the temporary ark; point the scp at the final name.
+        text = Path(tmp_scp).read_text().replace(str(tmp_ark), str(ark.resolve()))
+        Path(tmp_scp).write_text(text)
+
+
+def read_feature_config(data_dir: str | Path) -> FeatureConfig:
+    path = Path(data_dir) / FEATS_CONF
+    if not path.exists():
+        raise AsrError(f"{data_dir}: no features (missing {FEATS_CONF}); run the features stage first")
+    return FeatureConfig.from_dict(json.loads(path.read_text()))
+
+
+def load_features(data_dir: str | Path, pipeline: FeaturePipeline,
+                  utts: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Load a data dir's stored features with CMVN, deltas and splicing applied.
+
+    Returns:
+        utt -> (T, D') float32 with D' = ``pipeline.output_dim(raw_dim)``.
+    """
+    data_dir = Path(data_dir)
+    scp = data_dir / "feats.scp"
+    if not scp.exists():
+        raise AsrError(f"{data_dir}: missing feats.scp; run the features stage first")
+    data = DataDir.load(data_dir, require_text=False)
+    raw = kaldiio.load_scp(str(scp))
+    cmvn = kaldiio.load_scp(str(data_dir / "cmvn.scp")) if pipeline.cmvn else None
+    out = {}
+    for utt in utts if utts is not None else data.utts():
+        if utt not in raw:
+            raise AsrError(f"{data_dir}: utterance {utt} has no features")
+        f = np.asarray(raw[utt], dtype=np.float32)
+        if cmvn is not None:
+            f = apply_cmvn(f, cmvn[data.utt2spk[utt]], pipeline.norm_vars)
+        out[utt] = transform(f, pipeline, cmvn_done=True)
+    return out
+
+
+def transform(feats: np.ndarray, pipeline: FeaturePipeline, cmvn_done: bool = False) -> np.ndarray:
+    """Apply a pipeline to (T, D) raw features; without prior CMVN, per-utterance CMVN is used."""
+    if pipeline.cmvn and not cmvn_done:
+        feats = apply_cmvn(feats, cmvn_stats([feats]), pipeline.norm_vars)
+    feats = add_deltas(feats, pipeline.delta_order)
+    return splice_frames(feats, pipeline.splice)

@@ -1,0 +1,230 @@
+"""A set of diagonal-covariance GMMs, one per pdf (Kaldi's AmDiagGmm).
+
+Parameters are stored padded to the largest mixture size M so that log-likelihoods of
+all frames against all Gaussians are a single matrix product:
+
+    log N(x; mu, v) = c - 1/2 sum_d x_d^2 / v_d + sum_d x_d mu_d / v_d,
+    c = -1/2 sum_d (log(2 pi v_d) + mu_d^2 / v_d)
+
+Padded components carry log-weight -inf and never contribute.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr.utils import AsrError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GmmStats:
+    """Sufficient statistics, padded like the model: occ (P, M), sx and sxx (P, M, D); float64."""
+
+    occ: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+    loglik: float = 0.0
+    frames: int = 0
+
+
+class DiagGmmSet:
+    """P diagonal GMMs of dimension D.
+
+    Attributes:
+        means: (P, M, D) float64.
+        variances: (P, M, D) float64.
+        log_weights: (P, M) float64, -inf on padding.
+    """
+
+    def __init__(self, means: np.ndarray, variances: np.ndarray, log_weights: np.ndarray):
+        if means.shape != variances.shape or means.shape[:2] != log_weights.shape:
+            raise AsrError("GMM parameter shapes disagree")
+        self.means = means.astype(np.float64)
+        self.variances = variances.astype(np.float64)
+        self.log_weights = log_weights.astype(np.float64)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # --- construction ---------------------------------------------------------------
+    @classmethod
+    def flat_start(cls, num_pdfs: int, mean: np.ndarray, var: np.ndarray) -> "DiagGmmSet":
+        """Every pdf a single Gaussian with the global mean and variance (Kaldi's gmm-init-mono)."""
+        D = mean.shape[0]
+        return cls(np.tile(mean, (num_pdfs, 1, 1)).reshape(num_pdfs, 1, D),
+                   np.tile(var, (num_pdfs, 1, 1)).reshape(num_pdfs, 1, D),
+                   np.zeros((num_pdfs, 1)))
+
+    @property
+    def num_pdfs(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[2]
+
+    def num_components(self) -> np.ndarray:
+        """(P,) number of real (unpadded) components per pdf."""
+        return np.isfinite(self.log_weights).sum(1)
+
+    def total_gaussians(self) -> int:
+        return int(self.num_components().sum())
+
+    # --- likelihoods ----------------------------------------------------------------
+    def _matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P*M, 2D) projection and (P*M,) bias so that [x^2, x] @ W.T + b = log w N(x)."""
+        if self._cache is None:
+            inv_var = 1.0 / self.variances
+            const = -0.5 * (np.log(2 * np.pi * self.variances) + self.means**2 * inv_var).sum(-1)
+            W = np.concatenate([-0.5 * inv_var, self.means * inv_var], axis=-1).reshape(-1, 2 * self.dim)
+            b = (const + self.log_weights).reshape(-1)
+            self._cache = (torch.from_numpy(W.astype(np.float32)), torch.from_numpy(b.astype(np.float32)))
+        return self._cache
+
+    def log_likelihoods(self, feats: np.ndarray | torch.Tensor, pdfs: np.ndarray | None = None) -> torch.Tensor:
+        """Per-pdf log-likelihoods.
+
+        Args:
+            feats: (T, D) frames.
+            pdfs: optional (P',) subset of pdf ids; all pdfs when None.
+        Returns:
+            (T, P') float32 tensor of log p(x_t | pdf).
+        """
+        W, b = self._matrices()
+        M = self.means.shape[1]
+        if pdfs is not None:
+            rows = (torch.as_tensor(pdfs, dtype=torch.long)[:, None] * M + torch.arange(M)).reshape(-1)
+            W, b = W[rows], b[rows]
+        x = torch.as_tensor(feats, dtype=torch.float32)
+        if x.shape[-1] != self.dim:
+            raise AsrError(f"features have dimension {x.shape[-1]}, the model expects {self.dim}")
+        comp = torch.addmm(b, torch.cat([x * x, x], dim=1), W.T)
+        return torch.logsumexp(comp.view(x.shape[0], -1, M), dim=2)
+
+    def _component_loglik(self, pdf: int, x: np.ndarray) -> np.ndarray:
+        """(n, M) float64 log w_m N(x; mu_m, v_m) of frames ``x`` (n, D) under one pdf."""
+        mu, var, lw = self.means[pdf], self.variances[pdf], self.log_weights[pdf]
+        ll = -0.5 * ((x[:, None, :] - mu[None]) ** 2 / var[None] + np.log(2 * np.pi * var)[None]).sum(-1)
+        return ll + lw[None]
+
+    # --- EM ---------------------------------------------------------------------------
+    def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray) -> GmmStats:
+        """Viterbi-EM statistics: each frame belongs to one pdf, soft over its components.
+
+        Args:
+            feats: (N, D) frames, all utterances concatenated.
+            pdf_ids: (N,) the pdf each frame is aligned to.
+        """
+        P, M, D = self.means.shape
+        stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
+        order = np.argsort(pdf_ids, kind="stable")
+        bounds = np.searchsorted(pdf_ids[order], np.arange(P + 1))
+        x_all = feats[order].astype(np.float64)
+        for p in range(P):
+            x = x_all[bounds[p]:bounds[p + 1]]
+            if len(x) == 0:
+                continue
+            # Chunk so a pdf with very many frames does not build a huge (n, M, D) array.
+            for start in range(0, len(x), 20000):
+                xc = x[start:start + 20000]
+                ll = self._component_loglik(p, xc)
+                tot = np.logaddexp.reduce(ll, axis=1)
+                post = np.exp(ll - tot[:, None])
+                stats.loglik += float(tot.sum())
+                stats.occ[p] += post.sum(0)
+                stats.sx[p] += post.T @ xc
+                stats.sxx[p] += post.T @ (xc * xc)
+        return stats
+
+    def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0,
+               min_weight: float = 1e-5) -> None:
+        """Maximum-likelihood update (Kaldi's MleDiagGmmUpdate).
+
+        Components with occupancy below ``min_occ`` are removed when the pdf has others,
+        otherwise left unchanged; variances are floored at ``var_floor`` (D,).
+        """
+        P, M, D = self.means.shape
+        means, variances, lw = self.means.copy(), self.variances.copy(), self.log_weights.copy()
+        for p in range(P):
+            real = np.isfinite(self.log_weights[p])
+            occ = stats.occ[p]
+            total = occ[real].sum()
+            if total <= 0:
+                continue
+            keep = real & (occ >= min_occ)
+            if not keep.any():
+                keep = real & (occ == occ[real].max())
+            for m in np.flatnonzero(real & ~keep):
+                lw[p, m] = -np.inf
+            for m in np.flatnonzero(keep):
+                mu = stats.sx[p, m] / occ[m]
+                means[p, m] = mu
+                variances[p, m] = np.maximum(stats.sxx[p, m] / occ[m] - mu**2, var_floor)
+            w = np.maximum(occ[keep] / occ[keep].sum(), min_weight)
+            lw[p, keep] = np.log(w / w.sum())
+        self.means, self.variances, self.log_weights = means, variances, lw
+        self._compact()
+
+    def mix_up(self, target_total: int, occs: np.ndarray, power: float = 0.25,
+               min_count: float = 20.0, perturb: float = 0.2) -> None:
+        """Split Gaussians until about ``target_total`` in all (Kaldi's SplitByCount).
+
+        Each pdf gets a share of the Gaussians proportional to occupancy**power (and
+        keeps at least min_count frames per Gaussian); a pdf grows by repeatedly splitting
+        its heaviest component into two moved +-``perturb`` standard deviations apart.
+        """
+        targets = self.num_components().astype(int)
+        if target_total <= targets.sum():
+            return
+        heap = [(-(occs[p] ** power) / targets[p], p) for p in range(self.num_pdfs) if occs[p] > 0]
+        heapq.heapify(heap)
+        total = targets.sum()
+        while total < target_total and heap:
+            _, p = heapq.heappop(heap)
+            if occs[p] / (targets[p] + 1) < min_count:
+                continue
+            targets[p] += 1
+            total += 1
+            heapq.heappush(heap, (-(occs[p] ** power) / targets[p], p))
+        new_M = int(targets.max())
+        P, M, D = self.means.shape
+        if new_M > M:
+            pad = new_M - M
+            self.means = np.concatenate([self.means, np.zeros((P, pad, D))], 1)
+            self.variances = np.concatenate([self.variances, np.ones((P, pad, D))], 1)
+            self.log_weights = np.concatenate([self.log_weights, np.full((P, pad), -np.inf)], 1)
+        for p in range(P):
+            while np.isfinite(self.log_weights[p]).sum() < targets[p]:
+                m = int(np.argmax(self.log_weights[p]))
+                new = int(np.flatnonzero(~np.isfinite(self.log_weights[p]))[0])
+                shift = perturb * np.sqrt(self.variances[p, m])
+                self.log_weights[p, m] -= math.log(2.0)
+                self.log_weights[p, new] = self.log_weights[p, m]
+                self.variances[p, new] = self.variances[p, m]
+                self.means[p, new] = self.means[p, m] + shift
+                self.means[p, m] = self.means[p, m] - shift
+        self._cache = None
+
+    def _compact(self) -> None:
+        """Move real components to the front and drop all-padding columns."""
+        order = np.argsort(~np.isfinite(self.log_weights), axis=1, kind="stable")
+        self.means = np.take_along_axis(self.means, order[..., None], 1)
+        self.variances = np.take_along_axis(self.variances, order[..., None], 1)
+        self.log_weights = np.take_along_axis(self.log_weights, order, 1)
+        M = max(int(self.num_components().max()), 1)
+        self.means, self.variances, self.log_weights = self.means[:, :M], self.variances[:, :M], self.log_weights[:, :M]
+        self._cache = None
+
+    # --- storage ----------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"means": self.means, "variances": self.variances, "log_weights": self.log_weights}
+
+    @classmethod
+    def from_arrays(cls, d: dict[str, np.ndarray]) -> "DiagGmmSet":
+        return cls(np.asarray(d["means"]), np.asarray(d["variances"]), np.asarray(d["log_weights"]))

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+
+from asr.datadir import DataDir, read_kv, write_kv
+from asr.utils import AsrError
+
+
+def _example() -> DataDir:
+    return DataDir(
+        wav={"spkB-2": "/b2.wav", "spkA-1": "/a1.wav", "spkA-2": "cat /a2.wav |"},
+        text={"spkA-1": ["HELLO", "WORLD"], "spkA-2": [], "spkB-2": ["YES"]},
+        utt2spk={"spkA-1": "spkA", "spkA-2": "spkA", "spkB-2": "spkB"},
+    )
+
+
+def test_round_trip(tmp_path):
+    d = _example()
+    d.write(tmp_path / "d")
+    assert (tmp_path / "d" / "spk2utt").read_text() == "spkA spkA-1 spkA-2\nspkB spkB-2\n"
+    assert (tmp_path / "d" / "wav.scp").read_text().splitlines()[0] == "spkA-1 /a1.wav"
+    e = DataDir.load(tmp_path / "d")
+    assert e.wav == d.wav and e.text == d.text and e.utt2spk == d.utt2spk
+    assert e.utts() == ["spkA-1", "spkA-2", "spkB-2"]
+    assert e.spk2utt == {"spkA": ["spkA-1", "spkA-2"], "spkB": ["spkB-2"]}
+    s = e.subset(["spkB-2", "spkA-1"])
+    assert s.utts() == ["spkA-1", "spkB-2"] and s.text["spkB-2"] == ["YES"]
+
+
+def _write_files(tmp_path, wav, text, utt2spk):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text(wav)
+    (d / "utt2spk").write_text(utt2spk)
+    if text is not None:
+        (d / "text").write_text(text)
+    return d
+
+
+def test_unsorted(tmp_path):
+    d = _write_files(tmp_path, "s-2 /b\ns-1 /a\n", "s-1 A\ns-2 B\n", "s-1 s\ns-2 s\n")
+    with pytest.raises(AsrError, match=r"wav.scp.*not sorted.*s-1"):
+        DataDir.load(d)
+
+
+def test_not_speaker_prefixed(tmp_path):
+    d = _write_files(tmp_path, "u1 /a\n", "u1 A\n", "u1 bob\n")
+    with pytest.raises(AsrError, match=r"'u1'.*'bob'"):
+        DataDir.load(d)
+
+
+def test_missing_text(tmp_path):
+    d = _write_files(tmp_path, "s-1 /a\ns-2 /b\n", "s-1 A\n", "s-1 s\ns-2 s\n")
+    with pytest.raises(AsrError, match=r"text.*'s-2'"):
+        DataDir.load(d)
+
+
+def test_missing_text_file(tmp_path):
+    d = _write_files(tmp_path, "s-1 /a\n", None, "s-1 s\n")
+    with pytest.raises(AsrError, match="text"):
+        DataDir.load(d)
+    assert DataDir.load(d, require_text=False).utts() == ["s-1"]
+
+
+def test_missing_wav(tmp_path):
+    d = _write_files(tmp_path, "s-1 /a\n", "s-1 A\ns-2 B\n", "s-1 s\ns-2 s\n")
+    with pytest.raises(AsrError, match=r"wav.scp.*'s-2'"):
+        DataDir.load(d)
+
+
+def test_read_kv_errors(tmp_path):
+    p = tmp_path / "kv"
+    p.write_text("a 1\nb 2\na 3\n")
+    with pytest.raises(AsrError, match=r"kv:3: duplicate key 'a'"):
+        read_kv(p)
+    p.write_text("a 1\nb\n")
+    with pytest.raises(AsrError, match=r"kv:2: .*'b'"):
+        read_kv(p)
+    write_kv(p, {"z": "last", "a": "first one"})
+    assert p.read_text() == "a first one\nz last\n"
+    assert read_kv(p) == {"a": "first one", "z": "last"}
+
+
+def test_subset_unknown():
+    with pytest.raises(AsrError, match="nobody"):
+        _example().subset(["nobody"])
