@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -41,7 +42,10 @@ class FeatureConfig:
         num_ceps: cepstra kept (MFCC only).
         num_mel_bins: mel filters (23 for MFCC, 40 for fbank in Kaldi's recipes).
         frame_length_ms / frame_shift_ms: analysis window and hop.
-        dither: Kaldi's dither; 0 keeps features reproducible.
+        dither: Gaussian noise (in 16-bit sample units) added before analysis, Kaldi's
+            default 1.0. It keeps log filterbank energies of digitally silent stretches
+            (exact zeros, common in AN4) from collapsing to log(epsilon) outliers. The
+            noise is seeded from the samples themselves, so features stay reproducible.
         use_energy: replace C0 by log energy (MFCC); Kaldi's recipes use false.
         low_freq / high_freq: mel filterbank edges in Hz (high <= 0 is an offset from Nyquist).
     """
@@ -52,7 +56,7 @@ class FeatureConfig:
     num_mel_bins: int = 23
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
-    dither: float = 0.0
+    dither: float = 1.0
     use_energy: bool = False
     low_freq: float = 20.0
     high_freq: float = 0.0
@@ -113,7 +117,11 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         (T, D) float32, T = 1 + (N - window) // hop (Kaldi's snip-edges), D = ``cfg.dim``.
     """
     # torchaudio's Kaldi compliance functions expect int16-scaled waveforms, as Kaldi does.
-    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32) * 32768.0).unsqueeze(0)
+    scaled = np.ascontiguousarray(samples, dtype=np.float32) * 32768.0
+    if cfg.dither > 0:
+        rng = np.random.default_rng(zlib.crc32(scaled.tobytes()))
+        scaled = scaled + cfg.dither * rng.standard_normal(len(scaled), dtype=np.float32)
+    wave = torch.from_numpy(scaled).unsqueeze(0)
     window = int(cfg.sample_rate * cfg.frame_length_ms / 1000)
     if wave.shape[1] < window:
         return np.zeros((0, cfg.dim), dtype=np.float32)
@@ -121,7 +129,7 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         sample_frequency=float(cfg.sample_rate),
         frame_length=cfg.frame_length_ms,
         frame_shift=cfg.frame_shift_ms,
-        dither=cfg.dither,
+        dither=0.0,  # applied above, reproducibly
         num_mel_bins=cfg.num_mel_bins,
         low_freq=cfg.low_freq,
         high_freq=cfg.high_freq,
@@ -174,7 +182,7 @@ def splice_frames(feats: np.ndarray, context: int) -> np.ndarray:
         return feats
     T = feats.shape[0]
     idx = np.clip(np.arange(T)[:, None] + np.arange(-context, context + 1)[None, :], 0, T - 1)
-    return feats[idx].reshape(T, -1)
+    return feats[idx].reshape(T, feats.shape[1] * (2 * context + 1))
 
 
 def cmvn_stats(feats_list: Iterable[np.ndarray]) -> np.ndarray:
@@ -223,7 +231,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
             log.info("%s: features already computed, skipping", data_dir)
             return
     feats: dict[str, np.ndarray] = {}
-    for utt in tqdm(data.utts(), desc=f"features {data_dir.name}", unit="utt", leave=False):
+    for utt in tqdm(data.utts(), desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None):
         samples, _ = read_wav_scp_entry(data.wav[utt], target_rate=cfg.sample_rate)
         f = compute_features(samples, cfg)
         if f.shape[0] == 0:

@@ -23,6 +23,17 @@ def left_to_right(num_states: int, self_loop: float = 0.75) -> PhoneTopo:
     return [[(i, self_loop), (i + 1, 1.0 - self_loop)] for i in range(num_states)]
 
 
+def kaldi_silence(num_states: int = 5) -> PhoneTopo:
+    """Kaldi's silence HMM (utils/gen_topo.pl): the middle states are fully connected, so
+    silence and noise of very different shapes fit one model; the last state exits."""
+    n = num_states
+    if n < 3:
+        return left_to_right(n)
+    first = [(d, 1.0 / (n - 1)) for d in range(0, n - 1)]
+    middle = [[(d, 1.0 / (n - 1)) for d in range(1, n)] for _ in range(1, n - 1)]
+    return [first] + middle + [[(n - 1, 0.75), (n, 0.25)]]
+
+
 @dataclass
 class Topology:
     """Phone id -> its HMM (phone ids index ``phones.txt``; 0 = <eps> has no HMM)."""
@@ -30,9 +41,13 @@ class Topology:
     phone_topo: dict[int, PhoneTopo]
 
     @classmethod
-    def default(cls, phone_ids: list[int], silence_ids: list[int],
-                nonsil_states: int = 3, sil_states: int = 5) -> "Topology":
-        topo = {p: left_to_right(sil_states if p in silence_ids else nonsil_states) for p in phone_ids}
+    def default(cls, phone_ids: list[int], silence_ids: list[int], nonsil_states: int = 3,
+                sil_states: int = 5, sil_topology: str = "kaldi") -> "Topology":
+        """Left-to-right non-silence phones; silence ``"kaldi"`` (ergodic middle) or ``"left-to-right"``."""
+        if sil_topology not in ("kaldi", "left-to-right"):
+            raise AsrError(f"sil_topology must be 'kaldi' or 'left-to-right', got {sil_topology!r}")
+        sil = kaldi_silence(sil_states) if sil_topology == "kaldi" else left_to_right(sil_states)
+        topo = {p: sil if p in silence_ids else left_to_right(nonsil_states) for p in phone_ids}
         return cls(topo)
 
     def num_states(self, phone: int) -> int:

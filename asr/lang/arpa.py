@@ -120,11 +120,13 @@ def lm_to_automaton(lm: NgramLM, vocabulary: set[str] | None = None) -> LmAutoma
     histories = sorted(histories, key=lambda h: (len(h), h))
     state_of = {h: i for i, h in enumerate(histories)}
 
-    def dest(h: tuple[str, ...]) -> int:
-        h = h[-(lm.order - 1):] if lm.order > 1 else ()
+    def suffix_state(h: tuple[str, ...]) -> int:
         while h not in state_of:
             h = h[1:]
         return state_of[h]
+
+    def dest(h: tuple[str, ...]) -> int:
+        return suffix_state(h[-(lm.order - 1):] if lm.order > 1 else ())
 
     word_arcs, finals = [], {}
     for h, dist in lm.probs.items():
@@ -136,6 +138,6 @@ def lm_to_automaton(lm: NgramLM, vocabulary: set[str] | None = None) -> LmAutoma
                 continue
             else:
                 word_arcs.append((src, w, dest(h + (w,)), -logp))
-    backoff_arcs = [(state_of[h], state_of[h[1:]], -lm.backoffs.get(h, 0.0)) for h in histories if h]
+    backoff_arcs = [(state_of[h], suffix_state(h[1:]), -lm.backoffs.get(h, 0.0)) for h in histories if h]
     start = state_of[(BOS,)] if (BOS,) in state_of else state_of[()]
     return LmAutomaton(len(histories), start, word_arcs, backoff_arcs, finals)

@@ -1,0 +1,260 @@
+"""The ``asr`` command: one subcommand per pipeline stage (Kaldi's small programs).
+
+Every subcommand reads files and writes files, so a recipe can run, rerun and inspect
+any stage alone. Options come from a recipe's TOML config (``--config conf.toml``, the
+subcommand's section) and can be overridden with ``--set key=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tomllib
+from pathlib import Path
+
+from asr import __version__
+from asr.utils import AsrError, setup_logging
+
+log = logging.getLogger("asr")
+
+
+def _load_section(config: str | None, section: str, overrides: list[str]) -> dict:
+    """Options for one stage: the TOML section, then ``key=value`` overrides (parsed as TOML values)."""
+    opts: dict = {}
+    if config:
+        path = Path(config)
+        if not path.exists():
+            raise AsrError(f"missing config file {path}")
+        try:
+            opts.update(tomllib.loads(path.read_text()).get(section, {}))
+        except tomllib.TOMLDecodeError as e:
+            raise AsrError(f"{path}: {e}") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise AsrError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            opts[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            opts[key.strip()] = value
+    return opts
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from asr.corpora import prepare_corpus
+
+    prepare_corpus(a.corpus, Path(a.out), mirror=a.mirror, work_dir=Path(a.work_dir) if a.work_dir else None)
+
+
+def cmd_lang(a: argparse.Namespace) -> None:
+    from asr.lang.prepare import prepare_lang
+
+    opts = _load_section(a.config, "lang", a.set)
+    prepare_lang(a.dict_dir, a.out, lm=a.lm, nonsil_states=opts.get("nonsil_states", 3),
+                 sil_states=opts.get("sil_states", 5), sil_topology=opts.get("sil_topology", "kaldi"),
+                 position_dependent=opts.get("position_dependent", False))
+
+
+def cmd_features(a: argparse.Namespace) -> None:
+    from asr.features import FeatureConfig, make_features
+
+    cfg = FeatureConfig.from_dict(_load_section(a.config, "features", a.set))
+    for d in a.data:
+        make_features(d, cfg)
+
+
+def cmd_train_mono(a: argparse.Namespace) -> None:
+    from asr.gmm.train_mono import MonoConfig, train_mono
+
+    train_mono(a.data, a.lang, a.out, MonoConfig.from_dict(_load_section(a.config, "mono", a.set)))
+
+
+def cmd_mkgraph(a: argparse.Namespace) -> None:
+    from asr.graph.compile import compile_graph
+    from asr.lang.arpa import lm_to_automaton, read_arpa
+    from asr.decode.run import load_model
+
+    model = load_model(a.model)
+    opts = _load_section(a.config, "graph", a.set)
+    lm = lm_to_automaton(read_arpa(Path(a.lang) / "G.arpa"), set(model.lexicon.words()))
+    graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
+                          model.silence_phone, opts.get("sil_prob", 0.5))
+    graph.save(Path(a.model) / "graph.npz")
+
+
+def _decoder_config(model_dir: str, a: argparse.Namespace):
+    from asr.decode.run import load_model
+    from asr.decode.viterbi import DecoderConfig
+
+    d = load_model(model_dir).decoder.to_dict()
+    d.update(_load_section(a.config, "decode", a.set))
+    for key in ("beam", "acoustic_scale", "lm_weight", "word_penalty", "max_active"):
+        if getattr(a, key, None) is not None:
+            d[key] = getattr(a, key)
+    return DecoderConfig.from_dict(d)
+
+
+def cmd_decode(a: argparse.Namespace) -> None:
+    from asr.datadir import read_kv
+    from asr.decode.run import decode_data_dir, decode_files, lmwt_grid
+
+    if a.data:
+        if not a.dir:
+            raise AsrError("--data needs --dir (the decode output folder)")
+        base = _decoder_config(a.model, a)
+        grid = None
+        if a.sweep:
+            lo, hi = (int(x) for x in a.sweep.split(":"))
+            pens = tuple(float(x) for x in a.penalties.split(","))
+            grid = lmwt_grid(lo, hi, pens, base)
+        elif any(getattr(a, k) is not None for k in ("beam", "acoustic_scale", "lm_weight", "word_penalty")) or a.set:
+            grid = [base]
+        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
+        return
+    if a.scp:
+        entries = read_kv(a.scp)
+        keys = sorted(entries)
+        paths = [entries[k] for k in keys]
+    else:
+        if not a.files:
+            raise AsrError("give audio files, --scp wav.scp, or --data DIR")
+        keys = paths = list(a.files)
+    hyps = decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj)
+    lines = [f"{k} {' '.join(hyps[p].words)}".rstrip() if a.scp else " ".join(hyps[p].words)
+             for k, p in zip(keys, paths)]
+    if a.out:
+        from asr.utils import write_text_atomic
+
+        write_text_atomic(a.out, "".join(l + "\n" for l in lines))
+    else:
+        for l in lines:
+            print(l, flush=True)
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from asr.score import read_text, score_texts
+
+    counts, _ = score_texts(read_text(a.ref), read_text(a.hyp))
+    print(counts.kaldi_line())
+    print(counts.ser_line())
+
+
+def cmd_align(a: argparse.Namespace) -> None:
+    from asr.hmm.align_data import align_data_dir
+
+    align_data_dir(a.model, a.data, a.out, _load_section(a.config, "align", a.set))
+
+
+def cmd_results(a: argparse.Namespace) -> None:
+    from asr.results import write_results
+
+    text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands)
+    print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"asr {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name: str, func, help: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(func=func)
+        return sp
+
+    def config_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="recipe TOML config (this stage's section is used)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an option")
+
+    sp = add("prepare", cmd_prepare, "prepare a corpus into Kaldi data dirs",
+             "asr prepare yesno --out data")
+    sp.add_argument("corpus", help="yesno, an4 or fsdd")
+    sp.add_argument("--out", default="data")
+    sp.add_argument("--mirror", help="folder holding the corpus archives (default $ASR_CORPUS_MIRROR or ../shared/corpora)")
+    sp.add_argument("--work-dir", help="where archives are extracted (default data/local)")
+
+    sp = add("lang", cmd_lang, "build a lang dir (phones, words, lexicon, topology, LM)",
+             "asr lang --dict data/local --lm data/local/lm.arpa --out data/lang")
+    sp.add_argument("--dict", dest="dict_dir", required=True)
+    sp.add_argument("--lm", help="ARPA LM (default: a uniform word loop over the lexicon)")
+    sp.add_argument("--out", required=True)
+    config_opts(sp)
+
+    sp = add("features", cmd_features, "compute MFCC/fbank features and CMVN stats of data dirs",
+             "asr features --config conf.toml data/train data/test")
+    sp.add_argument("data", nargs="+")
+    config_opts(sp)
+
+    sp = add("train-mono", cmd_train_mono, "train a monophone GMM-HMM from a flat start",
+             "asr train-mono --data data/train --lang data/lang --out exp/mono")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--lang", required=True)
+    sp.add_argument("--out", required=True)
+    config_opts(sp)
+
+    sp = add("mkgraph", cmd_mkgraph, "compile the decoding graph into a model dir",
+             "asr mkgraph exp/mono --lang data/lang")
+    sp.add_argument("model")
+    sp.add_argument("--lang", required=True)
+    config_opts(sp)
+
+    sp = add("align", cmd_align, "force-align a data dir with a model (alignments + CTM)",
+             "asr align exp/mono --data data/train --out exp/mono_ali")
+    sp.add_argument("model")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--out", required=True)
+    config_opts(sp)
+
+    sp = add("decode", cmd_decode, "decode audio files or a data dir",
+             "asr decode exp/mono a.wav b.wav   |   asr decode exp/mono --data data/test --dir exp/mono/decode_test")
+    sp.add_argument("model")
+    sp.add_argument("files", nargs="*", help="audio files (wav, flac, AN4 .raw)")
+    sp.add_argument("--scp", help="Kaldi wav.scp to decode")
+    sp.add_argument("--out", help="write Kaldi text (with --scp) or transcripts here instead of stdout")
+    sp.add_argument("--data", help="data dir to decode (and score if it has text)")
+    sp.add_argument("--dir", help="decode output folder for --data")
+    sp.add_argument("--sweep", metavar="MIN:MAX", help="try LMWT MIN..MAX and report the best (Kaldi best_wer)")
+    sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
+    sp.add_argument("--tune-on", help="use the best settings found by a --sweep of another decode dir (dev)")
+    sp.add_argument("--beam", type=float)
+    sp.add_argument("--max-active", type=int)
+    sp.add_argument("--acoustic-scale", type=float)
+    sp.add_argument("--lm-weight", type=float)
+    sp.add_argument("--word-penalty", type=float)
+    sp.add_argument("--nj", type=int, default=1, help="parallel decoding processes")
+    config_opts(sp)
+
+    sp = add("score", cmd_score, "WER of a hypothesis text against a reference text",
+             "asr score data/test/text exp/mono/decode_test/hyp.txt")
+    sp.add_argument("ref")
+    sp.add_argument("hyp")
+    sp = add("results", cmd_results, "Markdown table of every decoded system in an experiment folder",
+             "asr results exp/an4 --out recipes/an4/RESULTS.md")
+    sp.add_argument("exp")
+    sp.add_argument("--out", help="where to write the table (default EXP/RESULTS.md)")
+    sp.add_argument("--title", default="")
+    sp.add_argument("--commands", default="", help="the commands that produced the results, for the record")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        args.func(args)
+    except AsrError as e:
+        print(f"asr {args.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"asr {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

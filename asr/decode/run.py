@@ -1,0 +1,206 @@
+"""Decoding jobs: audio files or data dirs in, transcripts / CTM / WER out.
+
+A data dir is scored like Kaldi's local/score.sh + utils/best_wer.sh: acoustic scores
+are computed once, the search is run for each (LM weight, insertion penalty) pair of a
+grid (LMWT = 1 / acoustic scale, as in Kaldi), every pair is scored, and the best is
+reported together with the pair that produced it. ``tune_on`` instead picks the pair on
+another (dev) decode directory and applies only that pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from asr.audio import read_wav_scp_entry
+from asr.datadir import DataDir
+from asr.decode.viterbi import DecodeResult, DecoderConfig, ViterbiDecoder
+from asr.features import compute_features, load_features, transform
+from asr.graph.compile import DecodingGraph
+from asr.gmm.model import GmmHmm
+from asr.hmm.alignments import write_ctm
+from asr.score import ErrorCounts, read_text, score_texts
+from asr.utils import AsrError, atomic_open, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+def load_model(model_dir: str | Path):
+    """Load any model dir by its declared type."""
+    meta_path = Path(model_dir) / "model.json"
+    if not meta_path.exists():
+        raise AsrError(f"{model_dir} is not a model dir (no model.json)")
+    kind = json.loads(meta_path.read_text()).get("type")
+    if kind == "gmm":
+        return GmmHmm.load(model_dir)
+    raise AsrError(f"{model_dir}: unknown model type {kind!r}")
+
+
+@dataclass
+class Hypothesis:
+    words: list[str]
+    ctm: list[tuple[str, int, int]]  # (word, first frame, last frame)
+    cost: float
+
+
+def _to_hyp(res: DecodeResult, model) -> Hypothesis:
+    words = [model.words.sym(w.word) for w in res.words]
+    return Hypothesis(words, [(model.words.sym(w.word), w.start, w.end) for w in res.words], res.cost)
+
+
+# Worker state for process pools (inherited through fork).
+_WORK: dict = {}
+
+
+def _decode_chunk(args: tuple[list[str], list[dict]]) -> dict[tuple[int, str], DecodeResult]:
+    utts, cfgs = args
+    out = {}
+    for k, cfg in enumerate(cfgs):
+        dec = ViterbiDecoder(_WORK["graph"], _WORK["trans"], DecoderConfig.from_dict(cfg))
+        for u in utts:
+            out[(k, u)] = dec.decode(_WORK["scores"][u])
+    return out
+
+
+def decode_scores(graph: DecodingGraph, trans_log_probs: np.ndarray, scores: dict[str, np.ndarray],
+                  cfgs: list[DecoderConfig], nj: int = 1, desc: str = "decode") -> list[dict[str, DecodeResult]]:
+    """Decode every utterance with every config; returns one utt -> result dict per config."""
+    _WORK.update(graph=graph, trans=trans_log_probs, scores=scores)
+    utts = sorted(scores, key=lambda u: -len(scores[u]))
+    chunks = [utts[i::max(nj, 1) * 4] for i in range(max(nj, 1) * 4)]
+    jobs = [(c, [cfg.to_dict() for cfg in cfgs]) for c in chunks if c]
+    results: list[dict[str, DecodeResult]] = [dict() for _ in cfgs]
+    bar = tqdm(total=len(utts) * len(cfgs), desc=desc, unit="utt", leave=False, disable=None)
+    if nj > 1:
+        with mp.get_context("fork").Pool(nj) as pool:
+            for part in pool.imap_unordered(_decode_chunk, jobs):
+                for (k, u), r in part.items():
+                    results[k][u] = r
+                bar.update(len(part))
+    else:
+        for job in jobs:
+            part = _decode_chunk(job)
+            for (k, u), r in part.items():
+                results[k][u] = r
+            bar.update(len(part))
+    bar.close()
+    _WORK.clear()
+    return results
+
+
+def features_for_files(model, paths: list[str]) -> dict[str, np.ndarray]:
+    """Features of standalone audio files (each its own speaker: per-utterance CMVN)."""
+    out = {}
+    for p in paths:
+        samples, _ = read_wav_scp_entry(p, target_rate=model.feature.sample_rate)
+        raw = compute_features(samples, model.feature)
+        if raw.shape[0] == 0:
+            raise AsrError(f"{p}: too short to decode (less than one {model.feature.frame_length_ms:g} ms frame)")
+        out[p] = transform(raw, model.pipeline)
+    return out
+
+
+def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,
+                 nj: int = 1) -> dict[str, Hypothesis]:
+    """Transcribe audio files (any rate, any channel count); key = the path as given."""
+    model = load_model(model_dir)
+    graph = DecodingGraph.load(Path(model_dir) / "graph.npz")
+    feats = features_for_files(model, paths)
+    scores = {p: model.scores(f) for p, f in feats.items()}
+    res = decode_scores(graph, model.trans.log_probs, scores, [cfg or model.decoder], nj)[0]
+    return {p: _to_hyp(res[p], model) for p in paths}
+
+
+def lmwt_grid(min_lmwt: int = 7, max_lmwt: int = 17, penalties: tuple[float, ...] = (0.0, 0.5, 1.0),
+              base: DecoderConfig | None = None) -> list[DecoderConfig]:
+    """Kaldi score.sh's grid: acoustic scale 1/LMWT for each LMWT, times each insertion penalty."""
+    base = base or DecoderConfig()
+    return [dataclasses.replace(base, acoustic_scale=1.0 / lmwt, word_penalty=pen)
+            for lmwt in range(min_lmwt, max_lmwt + 1) for pen in penalties]
+
+
+def _tag(cfg: DecoderConfig) -> str:
+    return f"{1.0 / cfg.acoustic_scale:g}_{cfg.word_penalty:g}"
+
+
+def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
+                    grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
+                    nj: int = 1) -> ErrorCounts | None:
+    """Decode a data dir into ``out_dir`` (hyp.txt, ctm, and wer.txt when it has a text file).
+
+    Args:
+        grid: configs to try; the best WER among them is reported (Kaldi best_wer).
+        tune_on: a decode dir already scored with a grid; its best config is used alone.
+    """
+    model_dir, data_dir, out_dir = Path(model_dir), Path(data_dir), Path(out_dir)
+    model = load_model(model_dir)
+    graph = DecodingGraph.load(model_dir / "graph.npz")
+    data = DataDir.load(data_dir, require_text=False)
+    has_ref = (data_dir / "text").exists()
+    t0 = time.time()
+    feats = load_features(data_dir, model.pipeline)
+    scores = {u: model.scores(f) for u, f in feats.items()}
+    t_scores = time.time() - t0
+    if tune_on is not None:
+        best_cfg_path = Path(tune_on) / "best_config.json"
+        if not best_cfg_path.exists():
+            raise AsrError(f"{tune_on}: no best_config.json to tune on; decode that set with a grid first")
+        cfgs = [DecoderConfig.from_dict(json.loads(best_cfg_path.read_text()))]
+    else:
+        cfgs = grid or [model.decoder]
+    if len(cfgs) > 1 and not has_ref:
+        raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
+    results = decode_scores(graph, model.trans.log_probs, scores, cfgs, nj, desc=f"decode {data_dir.name}")
+    seconds = time.time() - t0
+    audio_seconds = sum(len(s) for s in scores.values()) * model.feature.frame_shift_ms / 1000
+    ref = read_text(data_dir / "text") if has_ref else None
+    best = None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for cfg, res in zip(cfgs, results):
+        hyp = {u: [model.words.sym(w.word) for w in r.words] for u, r in res.items()}
+        if ref is None:
+            best = (None, cfg, res, hyp, [])
+            break
+        counts, per_utt = score_texts(ref, hyp)
+        if len(cfgs) > 1:
+            write_text_atomic(out_dir / "scoring" / f"wer_{_tag(cfg)}", counts.kaldi_line() + "\n")
+        if best is None or counts.errors < best[0].errors:
+            best = (counts, cfg, res, hyp, per_utt)
+    counts, cfg, res, hyp, per_utt = best
+    not_final = [u for u, r in res.items() if not r.reached_final]
+    if not_final:
+        log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",
+                    len(not_final), " ".join(sorted(not_final)[:10]))
+    with atomic_open(out_dir / "hyp.txt") as f:
+        for u in sorted(hyp):
+            f.write(" ".join([u] + hyp[u]) + "\n")
+    shift = model.feature.frame_shift_ms / 1000
+    write_ctm(out_dir / "ctm", {u: _to_hyp(r, model).ctm for u, r in res.items()}, shift)
+    write_text_atomic(out_dir / "best_config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(scores),
+            "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2),
+            "score_seconds": round(t_scores, 2), "configs_tried": len(cfgs),
+            "rtf": round(seconds / max(audio_seconds, 1e-9) / len(cfgs), 4), "config": cfg.to_dict(),
+            "selection": "tuned on " + str(tune_on) if tune_on else ("best of grid on this set" if len(cfgs) > 1 else "fixed")}
+    if counts is not None:
+        lines = [counts.kaldi_line(), counts.ser_line()]
+        if len(cfgs) > 1:
+            lines.append(f"# best of {len(cfgs)} settings (Kaldi best_wer): LMWT {1 / cfg.acoustic_scale:g}, "
+                         f"word insertion penalty {cfg.word_penalty:g}")
+        elif tune_on:
+            lines.append(f"# LMWT {1 / cfg.acoustic_scale:g}, penalty {cfg.word_penalty:g} tuned on {tune_on}")
+        write_text_atomic(out_dir / "wer.txt", "\n".join(lines) + "\n")
+        write_text_atomic(out_dir / "per_utt.txt", "\n".join(per_utt) + "\n")
+        info.update(wer=counts.wer, ser=counts.ser, errors=counts.errors, ref_words=counts.ref_words,
+                    ins=counts.ins, dels=counts.dels, subs=counts.subs)
+        log.info("%s: %s (%s)", out_dir, counts.kaldi_line(), info["selection"])
+    write_text_atomic(out_dir / "decode_info.json", json.dumps(info, indent=1) + "\n")
+    return counts

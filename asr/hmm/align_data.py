@@ -1,0 +1,83 @@
+"""Forced alignment of data dirs with a GMM-HMM: frame alignments + phone/word CTM."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.datadir import DataDir
+from asr.features import load_features
+from asr.gmm.model import GmmHmm
+from asr.hmm.align import Alignment, align_utterances
+from asr.hmm.align_graph import AlignGraph, build_align_graph
+from asr.hmm.alignments import segments, write_alignments, write_ctm
+
+log = logging.getLogger(__name__)
+
+
+class GmmAligner:
+    """Aligns a fixed set of utterances (features + graphs) with the current state of a model."""
+
+    def __init__(self, model: GmmHmm, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
+                 acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0):
+        self.model, self.feats, self.graphs = model, feats, graphs
+        self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
+        sil = model.phones.id(model.silence_phone)
+        ctx = model.ctx
+        self.sil_pdfs = np.array(sorted({ctx.pdf_of(0, sil, 0, s) for s in range(model.trans.topo.num_states(sil))}))
+
+    def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
+        pdfs, inverse = np.unique(g.pdf, return_inverse=True)
+        ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)
+        if self.boost_silence != 1.0:
+            ll[:, torch.from_numpy(np.isin(pdfs, self.sil_pdfs))] += math.log(self.boost_silence)
+        return self.acoustic_scale * ll[:, torch.from_numpy(inverse)]
+
+    def align(self) -> dict[str, Alignment]:
+        with torch.no_grad():
+            res = align_utterances(self.graphs, self.emissions, self.model.trans.log_probs, self.transition_scale)
+        failed = sorted(u for u, a in res.items() if a is None)
+        if failed:
+            log.warning("%d utterance(s) could not be aligned (too short for their transcript): %s",
+                        len(failed), " ".join(failed[:10]))
+        return {u: a for u, a in res.items() if a is not None}
+
+
+def save_alignment_outputs(ali_dir: Path, model: GmmHmm, graphs: dict[str, AlignGraph],
+                           alis: dict[str, Alignment], text: dict[str, list[str]]) -> None:
+    """Write ali.{tstate,pdf}.{ark,scp}, phones.ctm and words.ctm for aligned utterances."""
+    tst = {u: graphs[u].tstate[a.states] for u, a in alis.items()}
+    pdf = {u: graphs[u].pdf[a.states] for u, a in alis.items()}
+    write_alignments(ali_dir, tst, pdf)
+    shift = model.feature.frame_shift_ms / 1000
+    phone_ctm, word_ctm = {}, {}
+    for u, a in alis.items():
+        g = graphs[u]
+        inst = g.instance[a.states]
+        starts = np.ones(len(inst), dtype=bool)
+        starts[1:] = inst[1:] != inst[:-1]
+        phone_ctm[u] = [(model.phones.sym(p), b, e) for p, b, e in segments(g.phone[a.states], starts)]
+        word_ctm[u] = [(text[u][w], b, e) for w, b, e in segments(g.word_pos[a.states]) if w >= 0]
+    write_ctm(ali_dir / "phones.ctm", phone_ctm, shift)
+    write_ctm(ali_dir / "words.ctm", word_ctm, shift)
+
+
+def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None) -> None:
+    """Align every utterance of a data dir to its transcript (Kaldi's align_si.sh)."""
+    opts = opts or {}
+    model = GmmHmm.load(model_dir)
+    data = DataDir.load(data_dir)
+    feats = load_features(data_dir, model.pipeline)
+    graphs = {u: build_align_graph(data.text[u], model.lexicon, model.phones, model.trans, model.ctx,
+                                   model.silence_phone, opts.get("sil_prob", 0.5), u) for u in data.utts()}
+    aligner = GmmAligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
+                         opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+    alis = aligner.align()
+    save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)
+    frames = sum(len(a.states) for a in alis.values())
+    log.info("aligned %d of %d utterances (%d frames) into %s; score/frame %.4f", len(alis), len(graphs), frames,
+             out_dir, sum(a.score for a in alis.values()) / max(frames, 1))

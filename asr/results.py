@@ -1,0 +1,63 @@
+"""Results tables: every decoded system of an experiment folder, as Markdown."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from asr.utils import AsrError, write_text_atomic
+
+SYSTEM_ORDER = ["mono", "tri1", "dnn", "ctc"]
+
+
+def collect(exp_dir: str | Path) -> list[dict]:
+    """One row per ``<system>/decode_<set>`` folder that has a decode_info.json."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise AsrError(f"{exp_dir}: no such experiment folder")
+    rows = []
+    for info_path in sorted(exp_dir.glob("*/decode_*/decode_info.json")):
+        info = json.loads(info_path.read_text())
+        system = info_path.parent.parent.name
+        model_info = {}
+        mj = info_path.parent.parent / "model.json"
+        if mj.exists():
+            model_info = json.loads(mj.read_text()).get("info", {})
+        wer_path = info_path.parent / "wer.txt"
+        rows.append({
+            "system": system, "set": info_path.parent.name[len("decode_"):],
+            "wer_line": wer_path.read_text().splitlines()[0] if wer_path.exists() else "",
+            "info": info, "model": model_info,
+        })
+    rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
+    rows.sort(key=lambda r: (rank.get(r["system"], 99), r["system"], r["set"]))
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | Gaussians |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        i, m = r["info"], r["model"]
+        wer = f"{i['wer']:.2f}" if "wer" in i else "-"
+        ser = f"{i['ser']:.2f}" if "ser" in i else "-"
+        lines.append(f"| {r['system']} | {r['set']} | {wer} | `{r['wer_line']}` | {ser} | {i.get('selection', '')} | "
+                     f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('gaussians', '-')} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(exp_dir: str | Path, out: str | Path, title: str = "", commands: str = "") -> str:
+    rows = collect(exp_dir)
+    if not rows:
+        raise AsrError(f"{exp_dir}: nothing decoded yet (no */decode_*/decode_info.json)")
+    text = f"# Results: {title or Path(exp_dir).name}\n\n"
+    text += f"Generated {datetime.date.today().isoformat()} by `asr results {exp_dir}`"
+    text += f" after `{commands}`.\n\n" if commands else ".\n\n"
+    text += markdown_table(rows)
+    text += ("\nRTF = decoding seconds per second of audio per setting tried (2-core CPU). "
+             "\"best of grid\" = Kaldi's best_wer over LMWT x insertion penalty on that set; "
+             "\"tuned on\" = the setting chosen on a dev set, applied once.\n")
+    write_text_atomic(out, text)
+    return text

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr.features import (FeatureConfig, FeaturePipeline, add_deltas, apply_cmvn, cmvn_stats, compute_features,
+                          splice_frames, transform)
+from asr.utils import AsrError
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind,dim", [("mfcc", 13), ("fbank", 40)])
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_compute_features_shape(kind, dim, rate):
+    cfg = FeatureConfig(kind=kind, sample_rate=rate, num_mel_bins=23 if kind == "mfcc" else 40)
+    assert cfg.dim == dim
+    window, hop = rate * 25 // 1000, rate * 10 // 1000
+    for n in (window, window + hop - 1, window + hop, rate // 2 + 37):
+        f = compute_features(_noise(n), cfg)
+        assert f.dtype == np.float32
+        assert f.shape == (1 + (n - window) // hop, dim)
+        assert np.isfinite(f).all()
+
+
+def test_compute_features_deterministic_and_too_short():
+    cfg = FeatureConfig()
+    x = _noise(8000, seed=3)
+    np.testing.assert_array_equal(compute_features(x, cfg), compute_features(x.copy(), cfg))
+    for kind, dim in (("mfcc", 13), ("fbank", 23)):
+        f = compute_features(_noise(399), FeatureConfig(kind=kind))
+        assert f.shape == (0, dim)
+        assert f.dtype == np.float32
+
+
+def test_feature_config_from_dict():
+    cfg = FeatureConfig(kind="fbank", sample_rate=8000, num_mel_bins=40)
+    assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(AsrError, match="bogus"):
+        FeatureConfig.from_dict({"kind": "mfcc", "bogus": 1})
+    with pytest.raises(AsrError):
+        FeatureConfig(kind="plp")
+
+
+def test_add_deltas_linear_ramp():
+    T, D = 20, 3
+    t = np.arange(T, dtype=np.float32)
+    feats = np.stack([t, 2 * t + 5, -t], axis=1)
+    out = add_deltas(feats, order=2, window=2)
+    assert out.shape == (T, D * 3)
+    np.testing.assert_array_equal(out[:, :D], feats)
+    delta, ddelta = out[:, D:2 * D], out[:, 2 * D:]
+    slope = np.array([1.0, 2.0, -1.0])
+    # Delta window reaches +-2 frames, delta-delta +-4: interior frames see no edge replication.
+    np.testing.assert_allclose(delta[2:T - 2], np.tile(slope, (T - 4, 1)), atol=1e-5)
+    np.testing.assert_allclose(ddelta[4:T - 4], 0.0, atol=1e-5)
+    # At the edges replication flattens the ramp: the first delta is smaller than the slope.
+    assert abs(delta[0, 0]) < 1.0
+    assert add_deltas(feats, order=0) is feats
+    assert add_deltas(feats, order=1).shape == (T, 2 * D)
+
+
+def test_add_deltas_matches_reference():
+    rng = np.random.default_rng(1)
+    feats = rng.standard_normal((15, 4)).astype(np.float32)
+    out = add_deltas(feats, order=1, window=2)
+    T = len(feats)
+    ref = np.zeros_like(feats, dtype=np.float64)
+    for t in range(T):
+        for n in range(-2, 3):
+            ref[t] += n * feats[min(max(t + n, 0), T - 1)]
+    ref /= 10.0
+    np.testing.assert_allclose(out[:, 4:], ref, atol=1e-5)
+
+
+def test_cmvn_stats_layout_and_apply():
+    rng = np.random.default_rng(2)
+    a = (rng.standard_normal((30, 5)) * [1, 2, 3, 4, 5] + [10, -3, 0, 2, 7]).astype(np.float32)
+    b = (rng.standard_normal((20, 5)) * 2 + 1).astype(np.float32)
+    stats = cmvn_stats([a, b])
+    assert stats.shape == (2, 6)
+    assert stats[0, -1] == 50
+    assert stats[1, -1] == 0
+    both = np.concatenate([a, b]).astype(np.float64)
+    np.testing.assert_allclose(stats[0, :-1], both.sum(0), rtol=1e-10)
+    np.testing.assert_allclose(stats[1, :-1], (both**2).sum(0), rtol=1e-10)
+
+    out = apply_cmvn(both.astype(np.float32), stats)
+    assert out.dtype == np.float32 and out.shape == (50, 5)
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), both.std(0), rtol=1e-4)
+    outv = apply_cmvn(both.astype(np.float32), stats, norm_vars=True)
+    np.testing.assert_allclose(outv.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(outv.var(0), 1.0, rtol=1e-4)
+    with pytest.raises(AsrError):
+        cmvn_stats([])
+
+
+def test_transform_per_utterance_cmvn():
+    rng = np.random.default_rng(5)
+    f = (rng.standard_normal((25, 3)) + 4).astype(np.float32)
+    pipe = FeaturePipeline(cmvn=True, norm_vars=False, delta_order=2, splice=1)
+    out = transform(f, pipe)
+    assert out.shape == (25, pipe.output_dim(3)) == (25, 27)
+    # Centre block of the splice is the CMVN'd static + delta features of that frame.
+    centre = out[:, 9:18]
+    np.testing.assert_allclose(centre[:, :3].mean(0), 0.0, atol=1e-5)
+
+
+def test_splice_frames():
+    T, D, k = 7, 2, 2
+    feats = np.arange(T * D, dtype=np.float32).reshape(T, D)
+    out = splice_frames(feats, k)
+    assert out.shape == (T, D * (2 * k + 1))
+    blocks = out.reshape(T, 2 * k + 1, D)
+    np.testing.assert_array_equal(blocks[:, k], feats)
+    for t in range(T):
+        for j, off in enumerate(range(-k, k + 1)):
+            np.testing.assert_array_equal(blocks[t, j], feats[min(max(t + off, 0), T - 1)])
+    # Edges replicated.
+    np.testing.assert_array_equal(blocks[0, 0], feats[0])
+    np.testing.assert_array_equal(blocks[-1, -1], feats[-1])
+    assert splice_frames(feats, 0) is feats
