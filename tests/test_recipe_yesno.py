@@ -33,3 +33,18 @@ def test_yesno_recipe_zero_wer(tmp_path: Path) -> None:
     out = subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "mono"), str(wav)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["YES", "NO", "YES", "YES", "YES", "NO", "YES", "NO"]
+    # Kaldi wav.scp in, Kaldi text out, scored by `asr score`.
+    hyp = tmp_path / "hyp.txt"
+    test_dir = tmp_path / "data" / "yesno" / "test"
+    subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "mono"), "--scp", str(test_dir / "wav.scp"),
+                    "--out", str(hyp)], check=True, capture_output=True)
+    lines = hyp.read_text().splitlines()
+    assert len(lines) == 29 and lines[0].split()[0] == "global_1_0_0_0_0_0_0_0"
+    score = subprocess.run([str(asr), "score", str(test_dir / "text"), str(hyp)], capture_output=True, text=True,
+                           check=True)
+    assert score.stdout.startswith("%WER ") and "/ 232," in score.stdout
+    # Bad input: a one-line error naming the file, exit status 1, no traceback.
+    bad = subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "mono"), str(tmp_path / "missing.wav")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "missing.wav" in bad.stderr and "Traceback" not in bad.stderr
