@@ -150,7 +150,7 @@ def cmd_align(a: argparse.Namespace) -> None:
 def cmd_results(a: argparse.Namespace) -> None:
     from asr.results import write_results
 
-    text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands)
+    text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands, a.notes)
     print(text)
 
 
@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="where to write the table (default EXP/RESULTS.md)")
     sp.add_argument("--title", default="")
     sp.add_argument("--commands", default="", help="the commands that produced the results, for the record")
+    sp.add_argument("--notes", help="a Markdown file appended to the table (references, remarks)")
     return p
 
 

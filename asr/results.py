@@ -48,7 +48,9 @@ def markdown_table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_results(exp_dir: str | Path, out: str | Path, title: str = "", commands: str = "") -> str:
+def write_results(exp_dir: str | Path, out: str | Path, title: str = "", commands: str = "",
+                  notes: str | Path | None = None) -> str:
+    """Write the Markdown results table (plus a recipe's hand-written notes, if given) to ``out``."""
     rows = collect(exp_dir)
     if not rows:
         raise AsrError(f"{exp_dir}: nothing decoded yet (no */decode_*/decode_info.json)")
@@ -59,5 +61,9 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
     text += ("\nRTF = decoding seconds per second of audio per setting tried (2-core CPU). "
              "\"best of grid\" = Kaldi's best_wer over LMWT x insertion penalty on that set; "
              "\"tuned on\" = the setting chosen on a dev set, applied once.\n")
+    # Paths relative to the repository root (exp/<corpus> sits two levels below it).
+    text = text.replace(f"{Path(exp_dir).resolve().parent.parent}/", "")
+    if notes is not None and Path(notes).exists():
+        text += "\n" + Path(notes).read_text()
     write_text_atomic(out, text)
     return text

@@ -56,7 +56,7 @@ $(EXP)/mono/.done.decode: $(EXP)/mono/.done.graph
 	touch $@
 
 7 results: $(EXP)/mono/.done.decode
-	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)"
+	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md
 
 clean:
 	rm -rf $(DATA) $(EXP)

@@ -30,7 +30,7 @@ from asr.hmm.align_graph import AlignGraph, build_align_graph
 from asr.hmm.context import MonophoneContext
 from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,19 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
             paths[utt] = p
     num_gauss = ctx.num_pdfs
     inc_gauss = max((cfg.total_gauss - num_gauss) // max(cfg.max_iter_inc, 1), 0)
-    history = []
-    progress = tqdm(range(cfg.num_iters), desc="train mono", unit="iter", leave=False, disable=None)
+    history: list[dict] = []
+    first_iter = 0
+    ckpt = out_dir / "checkpoint.npz"
+    fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
+                              "frames": int(all_frames.shape[0])}, sort_keys=True)
+    if ckpt.exists():
+        state = _load_checkpoint(ckpt, fingerprint)
+        if state is not None:
+            first_iter, num_gauss, history, paths = state["next_iter"], state["num_gauss"], state["history"], state["paths"]
+            gmm = model.gmm = DiagGmmSet.from_arrays(state)
+            trans.log_probs = state["trans_log_probs"]
+            log.info("resuming monophone training at iteration %d from %s", first_iter, ckpt)
+    progress = tqdm(range(first_iter, cfg.num_iters), desc="train mono", unit="iter", leave=False, disable=None)
     for it in progress:
         align_obj = None
         if it > 0 and it in cfg.realign_iters:
@@ -132,6 +143,7 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
         log.info("mono iter %2d: log-likelihood/frame %.4f over %d frames, %d Gaussians%s", it,
                  row["loglik_per_frame"], stats.frames, row["gaussians"],
                  f", realigned (score/frame {align_obj:.4f})" if align_obj is not None else "")
+        _save_checkpoint(ckpt, fingerprint, it + 1, num_gauss, history, paths, gmm, trans)
     # Final alignment with the final model: the input of the next stage.
     alis = actx.align()
     model.info = {"train_data": str(data_dir), "train_seconds": round(time.time() - t_start, 1),
@@ -139,6 +151,30 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     model.save(out_dir)
     write_text_atomic(out_dir / "train_log.json", json.dumps(history, indent=1) + "\n")
     save_alignment_outputs(out_dir / "ali", model, graphs, alis, data.text)
+    ckpt.unlink(missing_ok=True)
     log.info("mono: %d pdfs, %d Gaussians, trained in %.1f s; model in %s", ctx.num_pdfs,
              gmm.total_gaussians(), time.time() - t_start, out_dir)
     return model
+
+
+def _save_checkpoint(path: Path, fingerprint: str, next_iter: int, num_gauss: int, history: list[dict],
+                     paths: dict[str, np.ndarray], gmm: DiagGmmSet, trans: TransitionModel) -> None:
+    """Everything needed to continue after iteration ``next_iter - 1`` (Kaldi keeps N.mdl)."""
+    utts = sorted(paths)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, fingerprint=fingerprint, next_iter=next_iter, num_gauss=num_gauss,
+                 history=json.dumps(history), utts=np.array(utts), lengths=np.array([len(paths[u]) for u in utts]),
+                 paths=np.concatenate([paths[u] for u in utts]), trans_log_probs=trans.log_probs, **gmm.to_arrays())
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    with np.load(path) as z:
+        if str(z["fingerprint"]) != fingerprint:
+            log.warning("%s was written with other options or data; starting from scratch", path)
+            return None
+        state = {k: z[k] for k in z.files}
+    bounds = np.cumsum(np.concatenate([[0], state["lengths"]]))
+    state["paths"] = {str(u): state["paths"][bounds[i]:bounds[i + 1]] for i, u in enumerate(state["utts"])}
+    state["next_iter"], state["num_gauss"] = int(state["next_iter"]), int(state["num_gauss"])
+    state["history"] = json.loads(str(state["history"]))
+    return state
