@@ -85,10 +85,12 @@ def cmd_mkgraph(a: argparse.Namespace) -> None:
 
 
 def _decoder_config(model_dir: str, a: argparse.Namespace):
-    from asr.decode.run import load_model
     from asr.decode.viterbi import DecoderConfig
 
-    d = load_model(model_dir).decoder.to_dict()
+    meta = Path(model_dir) / "model.json"
+    if not meta.exists():
+        raise AsrError(f"{model_dir} is not a model dir (no model.json)")
+    d = json.loads(meta.read_text()).get("decoder", {})  # the model's defaults, without loading it
     d.update(_load_section(a.config, "decode", a.set))
     for key in ("beam", "acoustic_scale", "lm_weight", "word_penalty", "max_active"):
         if getattr(a, key, None) is not None:

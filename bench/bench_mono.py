@@ -28,10 +28,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     phone_names = ["SIL"] + [f"P{i}" for i in range(38)]
     phones = SymbolTable(phone_names)
-    topo = Topology.default(list(range(1, len(phone_names))), [1])
+    topo = Topology.default(list(range(1, len(phone_names) + 1)), [1])
     trans = TransitionModel(topo)
     ctx = MonophoneContext(topo)
-    words = {f"W{i}": [[phone_names[1 + rng.integers(1, 38)] for _ in range(rng.integers(2, 7))]] for i in range(100)}
+    words = {f"W{i}": [[phone_names[rng.integers(1, len(phone_names))] for _ in range(rng.integers(2, 7))]] for i in range(100)}
     lexicon = Lexicon(words)
     D, M = 39, 10
     gmm = DiagGmmSet(rng.standard_normal((ctx.num_pdfs, M, D)), np.ones((ctx.num_pdfs, M, D)),
