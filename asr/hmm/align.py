@@ -73,7 +73,7 @@ def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_s
         final[b, :s] = final_scores[b]
         emit[b, : emissions[b].shape[0], :s] = emissions[b]
     pred_flat = pred.view(B, S * K)
-    backptr = torch.zeros((T, B, S), dtype=torch.uint8)
+    backptr = torch.zeros((T, B, S), dtype=torch.uint8 if K <= 256 else torch.int16)
     delta = init + emit[:, 0]
     end_delta = torch.full((B, S), NEG_INF)
     pad = torch.full((B, 1), NEG_INF)
@@ -82,7 +82,7 @@ def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_s
         if t > 0:
             cand = torch.cat([delta, pad], 1).gather(1, pred_flat).view(B, S, K) + arc
             best, arg = cand.max(2)
-            backptr[t] = arg.to(torch.uint8)
+            backptr[t] = arg.to(backptr.dtype)
             delta = best + emit[:, t]
         done = ends == t
         if done.any():
