@@ -41,7 +41,7 @@ def write_kv(path: str | os.PathLike, data: dict[str, str]) -> None:
             f.write(f"{key} {data[key]}\n")
 
 
-def _read_text(path: Path) -> dict[str, list[str]]:
+def read_text_file(path: Path) -> dict[str, list[str]]:
     """Read a Kaldi ``text`` file; an utterance with no words is allowed."""
     out: dict[str, list[str]] = {}
     with open(path, encoding="utf-8") as f:
@@ -102,7 +102,7 @@ class DataDir:
         text: dict[str, list[str]] = {}
         has_text = text_path.is_file()
         if has_text:
-            text = _read_text(text_path)
+            text = read_text_file(text_path)
             _check_sorted(text_path, list(text))
         elif require_text:
             raise AsrError(f"file not found: {text_path}")

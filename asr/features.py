@@ -23,9 +23,10 @@ import torch
 import torchaudio.compliance.kaldi as kaldi_compliance
 from tqdm import tqdm
 
+from asr.arkio import write_ark_scp
 from asr.audio import read_wav_scp_entry
 from asr.datadir import DataDir
-from asr.utils import AsrError, atomic_path, write_text_atomic
+from asr.utils import AsrError, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -248,15 +249,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
 
 
 def _write_ark(stem: Path, mats: dict[str, np.ndarray]) -> None:
-    """Write ``stem.ark`` + ``stem.scp`` atomically (the scp refers to the final ark name)."""
-    ark, scp = stem.with_suffix(".ark"), stem.with_suffix(".scp")
-    with atomic_path(ark) as tmp_ark, atomic_path(scp) as tmp_scp:
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-            for key in sorted(mats):
-                writer(key, mats[key])
-        # kaldiio wrote offsets into the temporary ark; point the scp at the final name.
-        text = Path(tmp_scp).read_text().replace(str(tmp_ark), str(ark.resolve()))
-        Path(tmp_scp).write_text(text)
+    write_ark_scp(stem.with_suffix(".ark"), stem.with_suffix(".scp"), mats)
 
 
 def read_feature_config(data_dir: str | Path) -> FeatureConfig:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.datadir import read_text_file
 from asr.utils import AsrError, atomic_open, log
 
 
@@ -162,16 +163,7 @@ def read_text(path: str | os.PathLike) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise AsrError(f"text file not found: {path}")
-    out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] in out:
-                raise AsrError(f"{path}:{n}: duplicate utterance '{parts[0]}'")
-            out[parts[0]] = parts[1:]
-    return out
+    return read_text_file(path)
 
 
 def write_scoring(

@@ -12,19 +12,15 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 
-from asr.utils import AsrError, atomic_open, atomic_path
+from asr.arkio import write_ark_scp
+from asr.utils import AsrError, atomic_open
 
 
 def write_alignments(out_dir: str | Path, tstates: dict[str, np.ndarray], pdfs: dict[str, np.ndarray]) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in (("tstate", tstates), ("pdf", pdfs)):
-        ark, scp = out_dir / f"ali.{name}.ark", out_dir / f"ali.{name}.scp"
-        with atomic_path(ark) as tmp_ark, atomic_path(scp) as tmp_scp:
-            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as w:
-                for utt in sorted(data):
-                    w(utt, np.asarray(data[utt], dtype=np.int32))
-            Path(tmp_scp).write_text(Path(tmp_scp).read_text().replace(str(tmp_ark), str(ark.resolve())))
+        write_ark_scp(out_dir / f"ali.{name}.ark", out_dir / f"ali.{name}.scp", data, dtype=np.int32)
 
 
 def read_alignments(ali_dir: str | Path, kind: str = "pdf") -> dict[str, np.ndarray]:
