@@ -107,17 +107,13 @@ class _Builder:
         for k, p in enumerate(phones):
             left = phones[k - 1] if k > 0 else 0
             right = phones[k + 1] if k + 1 < len(phones) else 0
-            topo = trans.topo.phone_topo[p]
-            nodes = [self.node(ctx.pdf_of(left, p, right, s), p, word) for s in range(len(topo))]
+            nodes = [self.node(ctx.pdf_of(left, p, right, s), p, word) for s in range(trans.topo.num_states(p))]
             for n, tid, c in prev_exits:
                 self.arc(n, nodes[0], tid=tid, graph=c)
-            prev_exits = []
-            for s in range(len(topo)):
-                for tid, dest in trans.arcs(trans.tstate(p, s)):
-                    if dest < len(topo):
-                        self.arc(nodes[s], nodes[dest], tid=tid)
-                    else:
-                        prev_exits.append((nodes[s], tid, 0.0))
+            internal, exits = trans.phone_arcs(p)
+            for s, d, tid in internal:
+                self.arc(nodes[s], nodes[d], tid=tid)
+            prev_exits = [(nodes[s], tid, 0.0) for s, tid in exits]
         for n, tid, c in prev_exits:
             self.arc(n, exit_to, tid=tid, graph=c)
 

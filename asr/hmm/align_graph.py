@@ -140,12 +140,10 @@ def build_align_graph(words: list[str], lexicon: Lexicon, phones: SymbolTable, t
                 instance.append(i)
                 pred_lists.append([])
             first_state[(i, l, r)] = base
-            for s in range(len(topo)):
-                for tid, dest in trans.arcs(trans.tstate(p, s)):
-                    if dest < len(topo):
-                        pred_lists[base + dest].append((base + s, tid, 0.0))
-                    else:
-                        exits.setdefault((i, l, r), []).append((base + s, tid))
+            internal, phone_exits = trans.phone_arcs(p)
+            for s, d, tid in internal:
+                pred_lists[base + d].append((base + s, tid, 0.0))
+            exits[(i, l, r)] = [(base + s, tid) for s, tid in phone_exits]
     S = len(pdf)
     init_graph = np.full(S, -np.inf)
     final_tid = np.full(S, -1, dtype=np.int64)

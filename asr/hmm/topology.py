@@ -105,6 +105,22 @@ class TransitionModel:
         last = self.first_tid[tstate + 1] if tstate + 1 < len(self.first_tid) else self.num_tids
         return [(t, int(self.tid_dest[t])) for t in range(first, last)]
 
+    def phone_arcs(self, phone: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+        """A phone's HMM as arcs: internal ``(from state, to state, tid)`` and exits ``(state, tid)``.
+
+        The one place that says how a phone expands; training graphs and the decoding graph
+        both build their HMM states from it.
+        """
+        n = self.topo.num_states(phone)
+        internal, exits = [], []
+        for s in range(n):
+            for tid, dest in self.arcs(self.tstate(phone, s)):
+                if dest < n:
+                    internal.append((s, dest, tid))
+                else:
+                    exits.append((s, tid))
+        return internal, exits
+
     def update(self, counts: np.ndarray, floor: float = 0.01, min_count: float = 5.0) -> None:
         """Maximum-likelihood update from per-tid counts (Kaldi's MleUpdate).
 
