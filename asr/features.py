@@ -9,7 +9,6 @@ keeps one stored copy serving every model type.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import zlib
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from asr.arkio import write_ark_scp
 from asr.audio import read_wav_scp_entry
 from asr.datadir import DataDir
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, Config, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ FEATS_CONF = "feats_conf.json"
 
 
 @dataclass
-class FeatureConfig:
+class FeatureConfig(Config):
     """How raw features are computed (defaults follow Kaldi's compute-mfcc-feats).
 
     Attributes:
@@ -70,20 +69,9 @@ class FeatureConfig:
     def dim(self) -> int:
         return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise AsrError(f"unknown feature option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
 
 @dataclass
-class FeaturePipeline:
+class FeaturePipeline(Config):
     """What a model applies on top of stored raw features: CMVN, deltas, splicing.
 
     Attributes:
@@ -97,13 +85,6 @@ class FeaturePipeline:
     norm_vars: bool = False
     delta_order: int = 2
     splice: int = 0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeaturePipeline":
-        return cls(**d)
 
     def output_dim(self, raw_dim: int) -> int:
         return raw_dim * (self.delta_order + 1) * (2 * self.splice + 1)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, TypeVar
 
 log = logging.getLogger("asr")
+
+C = TypeVar("C", bound="Config")
 
 
 class AsrError(Exception):
@@ -73,3 +76,23 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+
+
+class Config:
+    """Mixin for option dataclasses: dict round trip, unknown keys rejected by name.
+
+    Options come from recipe TOML sections, ``--set`` overrides and saved model dirs; a
+    misspelt key must fail loudly rather than silently keep a default.
+    """
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict) -> C:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - known
+        if unknown:
+            raise AsrError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))} "
+                           f"(known: {', '.join(sorted(known))})")
+        return cls(**d)

@@ -19,20 +19,19 @@ Cost of an arc = transition_scale * -log p(tid) + graph cost + lm_weight * LM co
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from asr.graph.compile import DecodingGraph
-from asr.utils import AsrError
+from asr.utils import AsrError, Config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DecoderConfig:
+class DecoderConfig(Config):
     """Search options (Kaldi's gmm-latgen-faster names and defaults)."""
 
     beam: float = 13.0
@@ -41,13 +40,6 @@ class DecoderConfig:
     transition_scale: float = 0.1
     lm_weight: float = 1.0
     word_penalty: float = 0.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DecoderConfig":
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 @dataclass

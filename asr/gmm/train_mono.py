@@ -30,7 +30,7 @@ from asr.hmm.align_graph import AlignGraph, build_align_graph
 from asr.hmm.context import MonophoneContext
 from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, atomic_path, write_text_atomic
+from asr.utils import AsrError, Config, atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ KALDI_REALIGN_ITERS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23, 26
 
 
 @dataclass
-class MonoConfig:
+class MonoConfig(Config):
     """Options of monophone training (Kaldi train_mono.sh defaults)."""
 
     num_iters: int = 40
@@ -55,14 +55,6 @@ class MonoConfig:
     sil_prob: float = 0.5
     delta_order: int = 2
     norm_vars: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MonoConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise AsrError(f"unknown mono training option(s): {', '.join(sorted(bad))}")
-        return cls(**d)
 
 
 def _frame_pdfs(graphs: dict[str, AlignGraph], paths: dict[str, np.ndarray], utts: list[str]) -> np.ndarray:
