@@ -105,14 +105,17 @@ def cmd_decode(a: argparse.Namespace) -> None:
     if a.data:
         if not a.dir:
             raise AsrError("--data needs --dir (the decode output folder)")
+        # The model's defaults, then the config's [decode] section, then flags: always applied.
         base = _decoder_config(a.model, a)
-        grid = None
+        grid = [base]
         if a.sweep:
-            lo, hi = (int(x) for x in a.sweep.split(":"))
-            pens = tuple(float(x) for x in a.penalties.split(","))
+            try:
+                lo, hi = (int(x) for x in a.sweep.split(":"))
+                pens = tuple(float(x) for x in a.penalties.split(","))
+            except ValueError:
+                raise AsrError(f"--sweep expects MIN:MAX integers and --penalties numbers, got "
+                               f"{a.sweep!r} and {a.penalties!r}") from None
             grid = lmwt_grid(lo, hi, pens, base)
-        elif any(getattr(a, k) is not None for k in ("beam", "acoustic_scale", "lm_weight", "word_penalty")) or a.set:
-            grid = [base]
         decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
         return
     if a.scp:
