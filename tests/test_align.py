@@ -67,7 +67,8 @@ def brute_force(g, emit: np.ndarray, tlp: np.ndarray, tscale: float = TSCALE):
 
 
 def _align_one(g, emit, trans):
-    res = align_utterances({"u": g}, lambda u, gr: torch.from_numpy(emit).float(), trans.log_probs, TSCALE)
+    res = align_utterances({"u": g}, lambda u, gr: torch.from_numpy(emit).float(), trans.log_probs, TSCALE,
+                           num_frames={"u": len(emit)})
     return res["u"]
 
 
@@ -132,11 +133,12 @@ def test_batching_matches_single(setup):
     emits = {u: rng.normal(0, 2, (T, gr.num_states)) for u, (gr, T) in specs.items()}
     graphs = {u: gr for u, (gr, _) in specs.items()}
     fn = lambda u, gr: torch.from_numpy(emits[u]).float()  # noqa: E731
-    together = align_utterances(graphs, fn, trans.log_probs, TSCALE)
+    frames = {u: T for u, (_, T) in specs.items()}
+    together = align_utterances(graphs, fn, trans.log_probs, TSCALE, num_frames=frames)
     # A tiny batch budget forces one utterance per batch.
-    apart = align_utterances(graphs, fn, trans.log_probs, TSCALE, max_batch_elems=1)
+    apart = align_utterances(graphs, fn, trans.log_probs, TSCALE, num_frames=frames, max_batch_elems=1)
     for u in specs:
-        single = align_utterances({u: graphs[u]}, fn, trans.log_probs, TSCALE)[u]
+        single = align_utterances({u: graphs[u]}, fn, trans.log_probs, TSCALE, num_frames=frames)[u]
         for res in (together[u], apart[u]):
             if single is None:
                 assert res is None

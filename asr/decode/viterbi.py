@@ -97,6 +97,12 @@ class ViterbiDecoder:
         self.emit_pdf = graph.node_pdf[self.emit["states"]]
         self.levels = [_in_arcs(graph.arc_dst, graph.arc_src, cost, graph.arc_word,
                                 np.flatnonzero(self.level == lv), N) for lv in range(1, int(self.level.max()) + 1)]
+        # Row of each state in its in-arc matrix, for the traceback.
+        self.emit_pos = np.full(N, -1, dtype=np.int64)
+        self.emit_pos[self.emit["states"]] = np.arange(len(self.emit["states"]))
+        self.level_pos = np.full(N, -1, dtype=np.int64)
+        for lv in self.levels:
+            self.level_pos[lv["states"]] = np.arange(len(lv["states"]))
 
     def _levels(self, emitting: np.ndarray) -> np.ndarray:
         """Longest epsilon-path depth of each state (emitting states: 0); fails on epsilon cycles."""
@@ -171,11 +177,7 @@ class ViterbiDecoder:
 
     def _traceback(self, state: int, T: int, cost: float, reached: bool, emit_bps, level_bps) -> DecodeResult:
         g, em = self.g, self.emit
-        emit_pos = np.full(g.num_states, -1, dtype=np.int64)
-        emit_pos[em["states"]] = np.arange(len(em["states"]))
-        level_pos = np.full(g.num_states, -1, dtype=np.int64)
-        for lv in self.levels:
-            level_pos[lv["states"]] = np.arange(len(lv["states"]))
+        emit_pos, level_pos = self.emit_pos, self.level_pos
         states = np.full(T, -1, dtype=np.int64)
         starts: list[tuple[int, int]] = []
         t = T - 1  # frame of the current state's token

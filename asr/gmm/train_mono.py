@@ -109,6 +109,7 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
             gmm = model.gmm = DiagGmmSet.from_arrays(state)
             trans.log_probs = state["trans_log_probs"]
             log.info("resuming monophone training at iteration %d from %s", first_iter, ckpt)
+    x, x_utts = all_frames, data.utts()
     progress = tqdm(range(first_iter, cfg.num_iters), desc="train mono", unit="iter", leave=False, disable=None)
     for it in progress:
         align_obj = None
@@ -119,7 +120,8 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
             tids = np.concatenate([a.tids for a in alis.values()])
             trans.update(np.bincount(tids[tids >= 0], minlength=trans.num_tids).astype(np.float64))
         utts = sorted(paths)
-        x = np.concatenate([feats[u] for u in utts])
+        if utts != x_utts:  # the training frames change only when an utterance drops out
+            x, x_utts = np.concatenate([feats[u] for u in utts]), utts
         pdf_ids = _frame_pdfs(graphs, paths, utts)
         stats = gmm.accumulate(x, pdf_ids)
         gmm.update(stats, var_floor, cfg.min_gauss_occ)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -117,44 +117,45 @@ def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_s
     return out
 
 
+def _arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> torch.Tensor:
+    """Scaled transition log-prob of each arc (0 where there is no tid) plus its graph log-prob."""
+    t = torch.from_numpy(tids)
+    return torch.where(t >= 0, tlp[t.clamp(min=0)], torch.tensor(0.0)) + torch.from_numpy(graph_logp).float()
+
+
 def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, AlignGraph], torch.Tensor],
-                     trans_log_probs: np.ndarray, transition_scale: float = 0.1,
-                     max_batch_elems: int = 8_000_000, progress: Iterable | None = None) -> dict[str, Alignment | None]:
+                     trans_log_probs: np.ndarray, transition_scale: float = 0.1, *,
+                     num_frames: dict[str, int], max_batch_elems: int = 8_000_000) -> dict[str, Alignment | None]:
     """Align many utterances, batching those of similar length.
+
+    Emissions are computed one batch at a time, so memory holds one batch of (T, S)
+    score matrices rather than the whole corpus's.
 
     Args:
         graphs: utt -> training graph.
         emission_fn: (utt, graph) -> (T, S) scaled emission log-scores of that utterance.
         trans_log_probs: (num_tids,) transition log-probabilities.
         transition_scale: weight of the HMM transition log-probs (Kaldi's self-loop scale).
+        num_frames: utt -> T, to batch utterances of similar length.
         max_batch_elems: bound on B * T * S per batch (memory).
     """
     tlp = torch.from_numpy(trans_log_probs).float() * transition_scale
-    emissions = {}
-    for utt, g in graphs.items():
-        emissions[utt] = emission_fn(utt, g)
-    order = sorted(graphs, key=lambda u: emissions[u].shape[0])
     results: dict[str, Alignment | None] = {}
     batch: list[str] = []
 
     def flush() -> None:
         gs = [graphs[u] for u in batch]
-        arcs, finals = [], []
-        for g in gs:
-            arcs.append(torch.where(torch.from_numpy(g.pred_tid) >= 0,
-                                    tlp[torch.from_numpy(g.pred_tid).clamp(min=0)], torch.tensor(0.0))
-                        + torch.from_numpy(g.pred_graph).float())
-            finals.append(torch.where(torch.from_numpy(g.final_tid) >= 0,
-                                      tlp[torch.from_numpy(g.final_tid).clamp(min=0)], torch.tensor(0.0))
-                          + torch.from_numpy(g.final_graph).float())
-        for u, a in zip(batch, viterbi_batch(gs, [emissions[u] for u in batch], arcs, finals)):
+        arcs = [_arc_scores(g.pred_tid, g.pred_graph, tlp) for g in gs]
+        finals = [_arc_scores(g.final_tid, g.final_graph, tlp) for g in gs]
+        emissions = [emission_fn(u, g) for u, g in zip(batch, gs)]
+        for u, a in zip(batch, viterbi_batch(gs, emissions, arcs, finals)):
             results[u] = a
         batch.clear()
 
     max_s = 0
-    for utt in order:
+    for utt in sorted(graphs, key=lambda u: num_frames[u]):
         s = max(max_s, graphs[utt].num_states)
-        if batch and (len(batch) + 1) * emissions[utt].shape[0] * s > max_batch_elems:
+        if batch and (len(batch) + 1) * num_frames[utt] * s > max_batch_elems:
             flush()
             s = graphs[utt].num_states
         batch.append(utt)

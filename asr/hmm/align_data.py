@@ -26,20 +26,21 @@ class GmmAligner:
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0):
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
-        sil = model.phones.id(model.silence_phone)
-        ctx = model.ctx
-        self.sil_pdfs = np.array(sorted({ctx.pdf_of(0, sil, 0, s) for s in range(model.trans.topo.num_states(sil))}))
+        self.sil_phone = model.phones.id(model.silence_phone)
 
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
+        """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)
+        ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
         if self.boost_silence != 1.0:
-            ll[:, torch.from_numpy(np.isin(pdfs, self.sil_pdfs))] += math.log(self.boost_silence)
-        return self.acoustic_scale * ll[:, torch.from_numpy(inverse)]
+            # Boost by graph state, not by pdf: right whatever context the pdfs depend on.
+            ll[:, torch.from_numpy(g.phone == self.sil_phone)] += math.log(self.boost_silence)
+        return self.acoustic_scale * ll
 
     def align(self) -> dict[str, Alignment]:
         with torch.no_grad():
-            res = align_utterances(self.graphs, self.emissions, self.model.trans.log_probs, self.transition_scale)
+            res = align_utterances(self.graphs, self.emissions, self.model.trans.log_probs, self.transition_scale,
+                                   num_frames={u: len(self.feats[u]) for u in self.graphs})
         failed = sorted(u for u, a in res.items() if a is None)
         if failed:
             log.warning("%d utterance(s) could not be aligned (too short for their transcript): %s",
