@@ -71,6 +71,12 @@ def cmd_train_mono(a: argparse.Namespace) -> None:
     train_mono(a.data, a.lang, a.out, MonoConfig.from_dict(_load_section(a.config, "mono", a.set)))
 
 
+def cmd_train_tri(a: argparse.Namespace) -> None:
+    from asr.gmm.train_tri import TriConfig, train_tri
+
+    train_tri(a.data, a.lang, a.ali, a.out, TriConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
 def cmd_mkgraph(a: argparse.Namespace) -> None:
     from asr.graph.compile import compile_graph
     from asr.lang.arpa import lm_to_automaton, read_arpa
@@ -200,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True)
     sp.add_argument("--lang", required=True)
     sp.add_argument("--out", required=True)
+    config_opts(sp)
+
+    sp = add("train-tri", cmd_train_tri, "train a triphone GMM-HMM (decision-tree tied states) from an alignment",
+             "asr train-tri --data data/train --lang data/lang --ali exp/mono/ali --out exp/tri1 --set num_leaves=1800")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--lang", required=True)
+    sp.add_argument("--ali", required=True, help="alignment dir of the previous model (e.g. exp/mono/ali)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--section", default="tri1", help="config section with the options (default tri1)")
     config_opts(sp)
 
     sp = add("mkgraph", cmd_mkgraph, "compile the decoding graph into a model dir",

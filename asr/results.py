@@ -36,15 +36,16 @@ def collect(exp_dir: str | Path) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | Gaussians |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | pdfs | Gaussians |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         i, m = r["info"], r["model"]
         wer = f"{i['wer']:.2f}" if "wer" in i else "-"
         ser = f"{i['ser']:.2f}" if "ser" in i else "-"
         lines.append(f"| {r['system']} | {r['set']} | {wer} | `{r['wer_line']}` | {ser} | {i.get('selection', '')} | "
-                     f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('gaussians', '-')} |")
+                     f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('num_pdfs', '-')} | "
+                     f"{m.get('gaussians', '-')} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@
 #   TEST_SETS    data sets decoded and scored
 #   DECODE_OPTS  how test WER is chosen (e.g. --sweep 7:17, or --tune-on a dev decode dir)
 #   TRAIN_SET    training data set (default train)
+#   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1)
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -20,9 +21,10 @@ CONF    := $(CURDIR)/conf.toml
 MIRROR  ?= $(ASR_CORPUS_MIRROR)
 TRAIN_SET ?= train
 NJ      ?= 2
+SYSTEMS ?= mono tri1
 MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: all data lang features mono graph decode results clean 1 2 3 4 5 6 7
+.PHONY: all data lang features mono tri1 graph decode results clean 1 2 3 4 5 6 7 8
 all: results
 
 1 data: $(DATA)/.done.data
@@ -45,17 +47,27 @@ $(EXP)/mono/.done.train: $(DATA)/lang/.done $(DATA)/.done.features
 	$(ASR) train-mono --config $(CONF) --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang --out $(EXP)/mono
 	touch $@
 
-5 graph: $(EXP)/mono/.done.graph
-$(EXP)/mono/.done.graph: $(EXP)/mono/.done.train
-	$(ASR) mkgraph --config $(CONF) $(EXP)/mono --lang $(DATA)/lang
+# Triphones with tied states, from the monophone alignment ([tri1] section of conf.toml).
+5 tri1: $(EXP)/tri1/.done.train
+$(EXP)/tri1/.done.train: $(EXP)/mono/.done.train
+	$(ASR) train-tri --config $(CONF) --section tri1 --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang \
+	  --ali $(EXP)/mono/ali --out $(EXP)/tri1
 	touch $@
 
-6 decode: $(EXP)/mono/.done.decode
-$(EXP)/mono/.done.decode: $(EXP)/mono/.done.graph
-	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/mono --data $(DATA)/$(s) --dir $(EXP)/mono/decode_$(s) --nj $(NJ) $(DECODE_OPTS_$(s)) &&) true
+# Graph and decoding of every system in SYSTEMS. In DECODE_OPTS_<set>, @SYS@ stands for
+# the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev).
+6 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
+$(EXP)/%/.done.graph: $(EXP)/%/.done.train
+	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang
 	touch $@
 
-7 results: $(EXP)/mono/.done.decode
+7 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+$(EXP)/%/.done.decode: $(EXP)/%/.done.graph
+	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s) --dir $(EXP)/$*/decode_$(s) \
+	  --nj $(NJ) $(subst @SYS@,$*,$(DECODE_OPTS_$(s))) &&) true
+	touch $@
+
+8 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)
 	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md
 
 clean:

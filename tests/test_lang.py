@@ -127,6 +127,20 @@ def test_automaton_scores_sentences_like_the_lm(bigram):
     assert _sentence_cost(a, ("A",)) == pytest.approx((0.1 + 0.3) * LN10)
 
 
+def test_backoff_only_histories_get_no_state(tmp_path):
+    """A bigram file with back-off weights but (almost) no bigrams, like AN4's LM: the
+    histories without n-grams of their own fold into the unigram state, scores unchanged."""
+    p = tmp_path / "lm.arpa"
+    p.write_text("\\data\\\nngram 1=4\nngram 2=1\n\n\\1-grams:\n-0.5\t</s>\n-99\t<s>\t0\n"
+                 "-0.4\tA\t-0.2\n-0.6\tB\t0\n\n\\2-grams:\n-0.1\t<s> </s>\n\n\\end\\\n")
+    lm = read_arpa(p)
+    a = lm_to_automaton(lm)
+    assert a.num_states == 2  # () and (<s>,) only: (A,) and (B,) have no bigrams
+    # <s> A B </s> = P(A) bo(A) P(B) P(</s>): A's back-off weight rides on the arc into ().
+    assert _sentence_cost(a, ("A", "B")) == pytest.approx((0.4 + 0.2 + 0.6 + 0.5) * LN10)
+    assert _sentence_cost(a, ("B", "A")) == pytest.approx((0.6 + 0.4 + 0.2 + 0.5) * LN10)
+
+
 def test_unigram_word_loop(tmp_path):
     p = tmp_path / "G.arpa"
     write_unigram_arpa(p, ["B", "A", "A", "<s>", "C"])

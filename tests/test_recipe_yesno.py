@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,13 @@ def test_yesno_recipe_zero_wer(tmp_path: Path) -> None:
     wer = (tmp_path / "exp" / "yesno" / "mono" / "decode_test" / "wer.txt").read_text().splitlines()[0]
     assert wer == "%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]"
     assert "| mono | test | 0.00 |" in (tmp_path / "RESULTS.md").read_text()
+    # The triphone stage ran from the monophone alignment: a tree model, decoded, aligned.
+    tri = tmp_path / "exp" / "yesno" / "tri1"
+    assert json.loads((tri / "model.json").read_text())["context"]["kind"] == "tree"
+    assert (tri / "ali" / "ali.tid.scp").exists() and (tri / "ali" / "ali.pdf.scp").exists()
+    tri_wer = float((tri / "decode_test" / "wer.txt").read_text().split()[1])
+    assert tri_wer <= 1.0, tri_wer
+    assert "| tri1 | test |" in (tmp_path / "RESULTS.md").read_text()
     # The model dir is self-contained: the CLI decodes a test wav with it alone.
     wav = tmp_path / "data" / "yesno" / "local" / "waves_yesno" / "1_0_1_1_1_0_1_0.wav"
     out = subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "mono"), str(wav)],

@@ -50,7 +50,7 @@ class DiagGmmSet:
         self.means = means.astype(np.float64)
         self.variances = variances.astype(np.float64)
         self.log_weights = log_weights.astype(np.float64)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cache: list | None = None
 
     # --- construction ---------------------------------------------------------------
     @classmethod
@@ -77,14 +77,24 @@ class DiagGmmSet:
         return int(self.num_components().sum())
 
     # --- likelihoods ----------------------------------------------------------------
-    def _matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P*M, 2D) projection and (P*M,) bias so that [x^2, x] @ W.T + b = log w N(x)."""
+    def _buckets(self) -> list[tuple[np.ndarray, torch.Tensor, torch.Tensor, int]]:
+        """Pdfs grouped by mixture size (next power of two): (pdfs, (n*m, 2D) W, (n*m,) b, m) each.
+
+        [x^2, x] @ W.T + b = log w N(x) per component. Grouping keeps the work near the real
+        number of Gaussians when a few pdfs (silence) hold many more than the rest.
+        """
         if self._cache is None:
             inv_var = 1.0 / self.variances
             const = -0.5 * (np.log(2 * np.pi * self.variances) + self.means**2 * inv_var).sum(-1)
-            W = np.concatenate([-0.5 * inv_var, self.means * inv_var], axis=-1).reshape(-1, 2 * self.dim)
-            b = (const + self.log_weights).reshape(-1)
-            self._cache = (torch.from_numpy(W.astype(np.float32)), torch.from_numpy(b.astype(np.float32)))
+            W = np.concatenate([-0.5 * inv_var, self.means * inv_var], axis=-1)  # (P, M, 2D)
+            b = const + self.log_weights  # (P, M), -inf on padding
+            M = W.shape[1]
+            size = np.minimum(2 ** np.ceil(np.log2(np.maximum(self.num_components(), 1))).astype(int), M)
+            self._cache = []
+            for m in sorted(set(size.tolist())):
+                pdfs = np.flatnonzero(size == m)
+                self._cache.append((pdfs, torch.from_numpy(W[pdfs, :m].reshape(-1, 2 * self.dim).astype(np.float32)),
+                                    torch.from_numpy(b[pdfs, :m].reshape(-1).astype(np.float32)), m))
         return self._cache
 
     def log_likelihoods(self, feats: np.ndarray | torch.Tensor, pdfs: np.ndarray | None = None) -> torch.Tensor:
@@ -96,16 +106,25 @@ class DiagGmmSet:
         Returns:
             (T, P') float32 tensor of log p(x_t | pdf).
         """
-        W, b = self._matrices()
-        M = self.means.shape[1]
-        if pdfs is not None:
-            rows = (torch.as_tensor(pdfs, dtype=torch.long)[:, None] * M + torch.arange(M)).reshape(-1)
-            W, b = W[rows], b[rows]
         x = torch.as_tensor(feats, dtype=torch.float32)
         if x.shape[-1] != self.dim:
             raise AsrError(f"features have dimension {x.shape[-1]}, the model expects {self.dim}")
-        comp = torch.addmm(b, torch.cat([x * x, x], dim=1), W.T)
-        return torch.logsumexp(comp.view(x.shape[0], -1, M), dim=2)
+        wanted = np.arange(self.num_pdfs) if pdfs is None else np.asarray(pdfs, dtype=np.int64)
+        column = np.full(self.num_pdfs, -1, dtype=np.int64)
+        column[wanted] = np.arange(len(wanted))
+        x2 = torch.cat([x * x, x], dim=1)
+        out = torch.empty(x.shape[0], len(wanted), dtype=torch.float32)
+        for bucket_pdfs, W, b, m in self._buckets():
+            cols = column[bucket_pdfs]
+            sel = np.flatnonzero(cols >= 0)
+            if len(sel) == 0:
+                continue
+            if len(sel) < len(bucket_pdfs):
+                rows = torch.from_numpy((sel[:, None] * m + np.arange(m)).reshape(-1))
+                W, b = W[rows], b[rows]
+            comp = torch.addmm(b, x2, W.T).view(x.shape[0], len(sel), m)
+            out[:, torch.from_numpy(cols[sel])] = torch.logsumexp(comp, dim=2) if m > 1 else comp[..., 0]
+        return out
 
     def _component_loglik(self, pdf: int, x: np.ndarray) -> np.ndarray:
         """(n, M) float64 log w_m N(x; mu_m, v_m) of frames ``x`` (n, D) under one pdf."""

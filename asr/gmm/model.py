@@ -20,17 +20,10 @@ import torch
 from asr.decode.viterbi import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.hmm.context import MonophoneContext
+from asr.hmm.context import load_context
 from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.utils import AsrError, atomic_path, write_text_atomic
-
-
-def load_context(d: dict, topo: Topology, arrays: dict | None = None):
-    """Rebuild the context-dependency object saved by ``ctx.to_dict()``."""
-    if d["kind"] == "mono":
-        return MonophoneContext(topo)
-    raise AsrError(f"unknown context-dependency kind {d['kind']!r}")
 
 
 @dataclass
@@ -86,7 +79,7 @@ class GmmHmm:
             phones=SymbolTable.read(model_dir / "phones.txt"), words=SymbolTable.read(model_dir / "words.txt"),
             lexicon=Lexicon.read(model_dir / "lexicon.txt"),
             trans=TransitionModel(topo, arrays["trans_log_probs"]),
-            ctx=load_context(meta["context"], topo, arrays), gmm=DiagGmmSet.from_arrays(arrays),
+            ctx=load_context(meta["context"], topo), gmm=DiagGmmSet.from_arrays(arrays),
             feature=FeatureConfig.from_dict(meta["feature"]), pipeline=FeaturePipeline.from_dict(meta["pipeline"]),
             silence_phone=meta.get("silence_phone", "SIL"), decoder=DecoderConfig.from_dict(meta.get("decoder", {})),
             info=meta.get("info", {}))

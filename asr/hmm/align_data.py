@@ -50,10 +50,11 @@ class GmmAligner:
 
 def save_alignment_outputs(ali_dir: Path, model: GmmHmm, graphs: dict[str, AlignGraph],
                            alis: dict[str, Alignment], text: dict[str, list[str]]) -> None:
-    """Write ali.{tstate,pdf}.{ark,scp}, phones.ctm and words.ctm for aligned utterances."""
-    tst = {u: graphs[u].tstate[a.states] for u, a in alis.items()}
+    """Write ali.{tid,pdf}.{ark,scp}, phones.ctm and words.ctm for aligned utterances."""
+    # Alignment.tids[t] enters frame t; Kaldi's per-frame tid is the one leaving it.
+    tids = {u: a.tids[1:] for u, a in alis.items()}
     pdf = {u: graphs[u].pdf[a.states] for u, a in alis.items()}
-    write_alignments(ali_dir, tst, pdf)
+    write_alignments(ali_dir, tids, pdf)
     shift = model.feature.frame_shift_ms / 1000
     phone_ctm, word_ctm = {}, {}
     for u, a in alis.items():

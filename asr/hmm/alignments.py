@@ -1,8 +1,10 @@
 """Frame-level alignments on disk (Kaldi ark/scp) and CTM output.
 
-An alignment stores two int32 vectors per utterance: the transition state (phone,
-HMM state) of each frame (``ali.tstate.ark``, what the triphone tree is built from) and
-the pdf of each frame (``ali.pdf.ark``, the DNN's training target, Kaldi's ali-to-pdf).
+An alignment stores two int32 vectors per utterance, as Kaldi does: the transition id
+taken out of each frame (``ali.tid.ark``: Kaldi's alignment format; it gives the phone,
+the HMM state and where each phone ends, which is what the triphone tree is built from)
+and the pdf of each frame (``ali.pdf.ark``, the DNN's training target, Kaldi's ali-to-pdf).
+Transition ids depend only on the lang dir's topology, so any model of that lang reads them.
 """
 
 from __future__ import annotations
@@ -16,19 +18,41 @@ from asr.arkio import write_ark_scp
 from asr.utils import AsrError, atomic_open
 
 
-def write_alignments(out_dir: str | Path, tstates: dict[str, np.ndarray], pdfs: dict[str, np.ndarray]) -> None:
+def write_alignments(out_dir: str | Path, tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray]) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in (("tstate", tstates), ("pdf", pdfs)):
+    for name, data in (("tid", tids), ("pdf", pdfs)):
         write_ark_scp(out_dir / f"ali.{name}.ark", out_dir / f"ali.{name}.scp", data, dtype=np.int32)
 
 
 def read_alignments(ali_dir: str | Path, kind: str = "pdf") -> dict[str, np.ndarray]:
-    """utt -> (T,) int array of ``kind`` ('pdf' or 'tstate') per frame."""
+    """utt -> (T,) int array of ``kind`` ('pdf' or 'tid') per frame."""
     scp = Path(ali_dir) / f"ali.{kind}.scp"
     if not scp.exists():
         raise AsrError(f"missing alignments {scp}; run the alignment stage first")
     return {k: np.asarray(v, dtype=np.int64) for k, v in kaldiio.load_scp(str(scp)).items()}
+
+
+def phone_segments(tids: np.ndarray, trans) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phones of a transition-id alignment (Kaldi's ali-to-phones with lengths).
+
+    Args:
+        tids: (T,) transition id taken out of each frame.
+        trans: the :class:`~asr.hmm.topology.TransitionModel` of the lang dir.
+    Returns:
+        phones (N,), first frames (N,), last frames (N,) of the N phone instances.
+    """
+    tids = np.asarray(tids, dtype=np.int64)
+    if len(tids) and (tids.min() < 0 or tids.max() >= trans.num_tids):
+        raise AsrError(f"transition ids outside 0..{trans.num_tids - 1}: the alignment is of another topology")
+    tstate = trans.tid_tstate[tids]
+    phone = trans.tstate_phone[tstate]
+    ends = trans.tid_dest[tids] == trans.phone_num_states[phone]  # the frame leaves its phone
+    last = np.flatnonzero(ends)
+    if len(tids) and (len(last) == 0 or last[-1] != len(tids) - 1):
+        raise AsrError("alignment does not end with a phone exit")
+    first = np.concatenate([[0], last[:-1] + 1]) if len(last) else last
+    return phone[last], first, last
 
 
 def segments(labels: np.ndarray, starts: np.ndarray | None = None) -> list[tuple[int, int, int]]:

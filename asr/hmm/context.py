@@ -8,6 +8,7 @@ both answer the same question through ``pdf_of``.
 from __future__ import annotations
 
 from asr.hmm.topology import Topology
+from asr.utils import AsrError
 
 
 class MonophoneContext:
@@ -30,5 +31,19 @@ class MonophoneContext:
         """The pdf of ``hmm_state`` of ``phone`` between ``left`` and ``right`` (0 = none)."""
         return self.pdf_index[(phone, hmm_state)]
 
+    def context_independent(self, phone: int) -> bool:
+        return True
+
     def to_dict(self) -> dict:
         return {"kind": self.kind}
+
+
+def load_context(d: dict, topo: Topology):
+    """Rebuild the context-dependency object saved by ``ctx.to_dict()`` (mono or tree)."""
+    from asr.tree.tree import DecisionTree
+
+    if d["kind"] == "mono":
+        return MonophoneContext(topo)
+    if d["kind"] == "tree":
+        return DecisionTree.from_dict(d)
+    raise AsrError(f"unknown context-dependency kind {d['kind']!r}")

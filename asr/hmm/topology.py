@@ -86,6 +86,11 @@ class TransitionModel:
                     tid_dest.append(dest)
                     init.append(prob)
         self.tstate_index = {t: i for i, t in enumerate(self.tstates)}
+        self.tstate_phone = np.array([p for p, _ in self.tstates], dtype=np.int64)
+        self.tstate_hmm_state = np.array([s for _, s in self.tstates], dtype=np.int64)
+        self.phone_num_states = np.zeros(max(topo.phone_topo) + 1, dtype=np.int64)
+        for phone, t in topo.phone_topo.items():
+            self.phone_num_states[phone] = len(t)
         self.tid_tstate = np.array(tid_tstate, dtype=np.int64)
         self.tid_dest = np.array(tid_dest, dtype=np.int64)
         self.log_probs = np.log(np.array(init)) if log_probs is None else np.asarray(log_probs, dtype=np.float64)

@@ -1,12 +1,13 @@
 """ARPA n-gram language models: reading, writing a word-loop unigram, and the LM as an automaton.
 
-The automaton follows Kaldi's arpa2fst: one state per history that the model can extend,
+The automaton follows Kaldi's arpa2fst: one state per history that has n-grams of its own,
 word arcs to the longest known suffix history, backoff arcs (epsilon) to the history
 with its first word dropped, and ``</s>`` as a final weight.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from asr.utils import AsrError, write_text_atomic
 
 LN10 = math.log(10.0)
 BOS, EOS = "<s>", "</s>"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,24 +112,23 @@ class LmAutomaton:
 
 
 def lm_to_automaton(lm: NgramLM, vocabulary: set[str] | None = None) -> LmAutomaton:
-    """Build Kaldi arpa2fst's automaton; words outside ``vocabulary`` (if given) are dropped."""
-    # States: every history we can be in, i.e. any n-gram (n < order) with a continuation or backoff.
-    histories = {()}
-    for h in lm.probs:
-        histories.add(h)
-    for h in lm.backoffs:
-        if len(h) < lm.order:
-            histories.add(h)
-    histories = sorted(histories, key=lambda h: (len(h), h))
+    """Build Kaldi arpa2fst's automaton; words outside ``vocabulary`` (if given) are dropped.
+
+    A history with no n-gram of its own (only a back-off weight) gets no state: an arc
+    that would enter it goes straight to its back-off state with the back-off cost added,
+    which scores every continuation exactly as the back-off arc would. This keeps, e.g.,
+    a unigram LM written as a bigram file (AN4's) at one state instead of one per word.
+    """
+    histories = sorted({()} | set(lm.probs), key=lambda h: (len(h), h))
     state_of = {h: i for i, h in enumerate(histories)}
 
-    def suffix_state(h: tuple[str, ...]) -> int:
+    def backoff_to_state(h: tuple[str, ...]) -> tuple[int, float]:
+        """The state scoring what follows history ``h``, and the back-off cost of getting there."""
+        cost = 0.0
         while h not in state_of:
+            cost -= lm.backoffs.get(h, 0.0)
             h = h[1:]
-        return state_of[h]
-
-    def dest(h: tuple[str, ...]) -> int:
-        return suffix_state(h[-(lm.order - 1):] if lm.order > 1 else ())
+        return state_of[h], cost
 
     word_arcs, finals = [], {}
     for h, dist in lm.probs.items():
@@ -137,7 +139,17 @@ def lm_to_automaton(lm: NgramLM, vocabulary: set[str] | None = None) -> LmAutoma
             elif w == BOS or (vocabulary is not None and w not in vocabulary):
                 continue
             else:
-                word_arcs.append((src, w, dest(h + (w,)), -logp))
-    backoff_arcs = [(state_of[h], suffix_state(h[1:]), -lm.backoffs.get(h, 0.0)) for h in histories if h]
-    start = state_of[(BOS,)] if (BOS,) in state_of else state_of[()]
+                nxt = (h + (w,))[-(lm.order - 1):] if lm.order > 1 else ()
+                dst, extra = backoff_to_state(nxt)
+                word_arcs.append((src, w, dst, -logp + extra))
+    backoff_arcs = []
+    for h in histories:
+        if h:
+            dst, extra = backoff_to_state(h[1:])
+            backoff_arcs.append((state_of[h], dst, -lm.backoffs.get(h, 0.0) + extra))
+    start, start_cost = backoff_to_state((BOS,))
+    if start_cost:
+        # The start has no state of its own; its back-off weight (rarely non-zero) is a
+        # constant on every path and does not change the best one.
+        log.debug("LM start <s> backs off with cost %.3f", start_cost)
     return LmAutomaton(len(histories), start, word_arcs, backoff_arcs, finals)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from asr.hmm.topology import Topology
@@ -87,3 +88,23 @@ def prepare_lang(dict_dir: str | Path, out_dir: str | Path, lm: str | Path | Non
     if oov:
         log.warning("%d LM word(s) are not in the lexicon: %s", len(oov), " ".join(sorted(oov)[:20]))
     log.info("lang %s: %d phones, %d words, %d-gram LM", out_dir, len(phones) - 1, len(words) - 1, ngram.order)
+
+
+@dataclass
+class Lang:
+    """A lang dir read back: what training needs from it."""
+
+    phones: SymbolTable
+    words: SymbolTable
+    lexicon: Lexicon
+    topo: Topology
+    silence_phones: list[str]
+
+    @classmethod
+    def load(cls, lang_dir: str | Path) -> "Lang":
+        d = Path(lang_dir)
+        if not (d / "topo.json").exists():
+            raise AsrError(f"{d} is not a lang dir (no topo.json); run the lang stage (asr lang)")
+        return cls(SymbolTable.read(d / "phones.txt"), SymbolTable.read(d / "words.txt"),
+                   Lexicon.read(d / "lexicon.txt"), Topology.from_dict(json.loads((d / "topo.json").read_text())),
+                   _read_list(d / "silence_phones.txt"))

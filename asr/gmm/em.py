@@ -1,0 +1,141 @@
+"""Viterbi EM for GMM-HMMs, shared by monophone and triphone training.
+
+One iteration (Kaldi's gmm-acc-stats-ali + gmm-est): on ``realign_iters`` realign the
+training data with the current model and re-estimate transitions from the transition
+ids used; accumulate GMM statistics over the frames' pdfs; ML update; split Gaussians
+towards ``total_gauss`` (reached after ``max_iter_inc`` iterations). Every iteration is
+checkpointed, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from asr.gmm.diag_gmm import DiagGmmSet
+from asr.gmm.model import GmmHmm
+from asr.hmm.align_data import GmmAligner, save_alignment_outputs
+from asr.utils import AsrError, Config, atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GmmTrainConfig(Config):
+    """Options shared by all GMM-HMM training (Kaldi train_mono.sh / train_deltas.sh names)."""
+
+    num_iters: int = 40
+    max_iter_inc: int = 30
+    total_gauss: int = 1000
+    realign_iters: list[int] = field(default_factory=list)
+    boost_silence: float = 1.0
+    power: float = 0.25
+    mixup_perturb: float = 0.2  # split means move +-this many standard deviations
+    min_gauss_occ: float = 3.0
+    var_floor: float = 0.01  # relative to the global variance
+    acoustic_scale: float = 0.1
+    transition_scale: float = 0.1
+    sil_prob: float = 0.5
+    delta_order: int = 2
+    norm_vars: bool = False
+
+
+def run_em(model: GmmHmm, aligner: GmmAligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
+           cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str) -> list[dict]:
+    """Train ``model`` in place from initial per-frame pdfs; returns the per-iteration log.
+
+    Args:
+        frame_pdfs: utt -> (T,) pdf of each frame (the starting alignment).
+        var_floor: (D,) absolute variance floor.
+        fingerprint: what the run depends on; a checkpoint written under another is ignored.
+    """
+    gmm, trans = model.gmm, model.trans
+    num_gauss = gmm.total_gaussians()
+    inc_gauss = max((cfg.total_gauss - num_gauss) // max(cfg.max_iter_inc, 1), 0)
+    history: list[dict] = []
+    first_iter = 0
+    ckpt = out_dir / "checkpoint.npz"
+    fp = json.dumps({**fingerprint, "config": dataclasses.asdict(cfg)}, sort_keys=True)
+    if ckpt.exists():
+        state = _load_checkpoint(ckpt, fp)
+        if state is not None:
+            first_iter, num_gauss, history, frame_pdfs = (state["next_iter"], state["num_gauss"], state["history"],
+                                                          state["frame_pdfs"])
+            gmm = model.gmm = DiagGmmSet.from_arrays(state)  # the aligner shares this model
+            trans.log_probs = state["trans_log_probs"]
+            log.info("resuming %s training at iteration %d from %s", name, first_iter, ckpt)
+    x, x_utts = None, None
+    progress = tqdm(range(first_iter, cfg.num_iters), desc=f"train {name}", unit="iter", leave=False, disable=None)
+    for it in progress:
+        t0 = time.time()
+        align_obj = None
+        if it > 0 and it in cfg.realign_iters:
+            alis = aligner.align()
+            frame_pdfs = {u: aligner.graphs[u].pdf[a.states] for u, a in alis.items()}
+            align_obj = sum(a.score for a in alis.values()) / sum(len(a.states) for a in alis.values())
+            tids = np.concatenate([a.tids for a in alis.values()])
+            trans.update(np.bincount(tids[tids >= 0], minlength=trans.num_tids).astype(np.float64))
+        utts = sorted(frame_pdfs)
+        if utts != x_utts:  # the training frames change only when an utterance drops out
+            x, x_utts = np.concatenate([feats[u] for u in utts]), utts
+        stats = gmm.accumulate(x, np.concatenate([frame_pdfs[u] for u in utts]))
+        gmm.update(stats, var_floor, cfg.min_gauss_occ)
+        if it > 0:
+            gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)
+            if it <= cfg.max_iter_inc:
+                num_gauss += inc_gauss
+        row = {"iter": it, "loglik_per_frame": stats.loglik / stats.frames, "gaussians": gmm.total_gaussians(),
+               "frames": stats.frames, "utts": len(utts), "seconds": round(time.time() - t0, 2)}
+        if align_obj is not None:
+            row["align_score_per_frame"] = align_obj
+        history.append(row)
+        log.info("%s iter %2d: log-likelihood/frame %.4f over %d frames, %d Gaussians%s", name, it,
+                 row["loglik_per_frame"], stats.frames, row["gaussians"],
+                 f", realigned (score/frame {align_obj:.4f})" if align_obj is not None else "")
+        _save_checkpoint(ckpt, fp, it + 1, num_gauss, history, frame_pdfs, gmm, trans.log_probs)
+    return history
+
+
+def finish_training(model: GmmHmm, aligner: GmmAligner, text: dict[str, list[str]], out_dir: Path,
+                    history: list[dict], info: dict) -> None:
+    """Final alignment with the final model (the next stage's input); write the model dir."""
+    alis = aligner.align()
+    model.info = info
+    model.save(out_dir)
+    write_text_atomic(out_dir / "train_log.json", json.dumps(history, indent=1) + "\n")
+    save_alignment_outputs(out_dir / "ali", model, aligner.graphs, alis, text)
+    (out_dir / "checkpoint.npz").unlink(missing_ok=True)
+
+
+def _save_checkpoint(path: Path, fingerprint: str, next_iter: int, num_gauss: int, history: list[dict],
+                     frame_pdfs: dict[str, np.ndarray], gmm: DiagGmmSet, trans_log_probs: np.ndarray) -> None:
+    """Everything needed to continue after iteration ``next_iter - 1`` (Kaldi keeps N.mdl)."""
+    utts = sorted(frame_pdfs)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, fingerprint=fingerprint, next_iter=next_iter, num_gauss=num_gauss,
+                 history=json.dumps(history), utts=np.array(utts), lengths=np.array([len(frame_pdfs[u]) for u in utts]),
+                 frame_pdfs=np.concatenate([frame_pdfs[u] for u in utts]), trans_log_probs=trans_log_probs,
+                 **gmm.to_arrays())
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    try:
+        with np.load(path) as z:
+            if "frame_pdfs" not in z.files or str(z["fingerprint"]) != fingerprint:
+                log.warning("%s was written with other options or data; starting from scratch", path)
+                return None
+            state = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise AsrError(f"unreadable checkpoint {path} ({e}); delete it to start over") from None
+    bounds = np.cumsum(np.concatenate([[0], state["lengths"]]))
+    state["frame_pdfs"] = {str(u): state["frame_pdfs"][bounds[i]:bounds[i + 1]] for i, u in enumerate(state["utts"])}
+    state["next_iter"], state["num_gauss"] = int(state["next_iter"]), int(state["num_gauss"])
+    state["history"] = json.loads(str(state["history"]))
+    return state

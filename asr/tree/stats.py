@@ -1,0 +1,107 @@
+"""Statistics the phonetic decision tree is grown from (Kaldi's acc-tree-stats).
+
+Every frame of an alignment belongs to one context-dependent HMM state, the key
+(left phone, phone, right phone, HMM state); 0 stands for "no phone" at the edges of
+an utterance. For each key seen we keep the single-Gaussian sufficient statistics
+(count, sum, sum of squares) of its frames: enough to score any clustering of keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from asr.hmm.alignments import phone_segments
+from asr.hmm.topology import TransitionModel
+from asr.utils import AsrError
+
+log = logging.getLogger(__name__)
+
+LEFT, CENTRAL, RIGHT, HMM_STATE = 0, 1, 2, 3
+
+
+@dataclass
+class TreeStats:
+    """Statistics of K distinct context-dependent states.
+
+    Attributes:
+        keys: (K, 4) int64 rows (left, phone, right, hmm_state).
+        count: (K,) frames.
+        sum: (K, D) sum of the frames.
+        sumsq: (K, D) sum of their squares.
+    """
+
+    keys: np.ndarray
+    count: np.ndarray
+    sum: np.ndarray
+    sumsq: np.ndarray
+
+    @property
+    def packed(self) -> np.ndarray:
+        """(K, 1 + 2D) [count, sum, sumsq]: the form clusters are added up in."""
+        return np.concatenate([self.count[:, None], self.sum, self.sumsq], axis=1)
+
+
+def gaussian_objective(packed: np.ndarray, var_floor: float) -> np.ndarray:
+    """Log-likelihood of each cluster's frames under its own ML diagonal Gaussian.
+
+    Args:
+        packed: (..., 1 + 2D) [count, sum, sumsq] per cluster.
+    Returns:
+        (...) log-likelihoods; 0 for empty clusters. Variances are floored at
+        ``var_floor`` (so a tiny cluster cannot claim an unbounded likelihood).
+    """
+    D = (packed.shape[-1] - 1) // 2
+    n = packed[..., 0]
+    safe_n = np.maximum(n, 1e-10)[..., None]
+    mean = packed[..., 1:1 + D] / safe_n
+    ml_var = np.maximum(packed[..., 1 + D:] / safe_n - mean**2, 0.0)
+    var = np.maximum(ml_var, var_floor)
+    obj = -0.5 * n * (D * math.log(2 * math.pi) + np.log(var).sum(-1) + (ml_var / var).sum(-1))
+    return np.where(n > 0, obj, 0.0)
+
+
+def frame_keys(tids: np.ndarray, trans: TransitionModel) -> np.ndarray:
+    """(T, 4) (left, phone, right, hmm_state) of every frame of a transition-id alignment."""
+    phones, first, last = phone_segments(tids, trans)
+    left = np.concatenate([[0], phones[:-1]])
+    right = np.concatenate([phones[1:], [0]])
+    lengths = last - first + 1
+    state = trans.tstate_hmm_state[trans.tid_tstate[np.asarray(tids, dtype=np.int64)]]
+    return np.stack([np.repeat(left, lengths), np.repeat(phones, lengths), np.repeat(right, lengths), state], axis=1)
+
+
+def accumulate_tree_stats(feats: dict[str, np.ndarray], tids: dict[str, np.ndarray],
+                          trans: TransitionModel) -> TreeStats:
+    """Tree statistics of every aligned utterance that has features.
+
+    Args:
+        feats: utt -> (T, D) features (the pipeline the tree's GMMs will use).
+        tids: utt -> (T,) transition-id alignment.
+    """
+    keys, frames = [], []
+    missing = sorted(set(tids) - set(feats))
+    if missing:
+        log.warning("%d aligned utterance(s) have no features and are skipped: %s", len(missing), " ".join(missing[:5]))
+    for utt in sorted(set(tids) & set(feats)):
+        if len(tids[utt]) != len(feats[utt]):
+            raise AsrError(f"utterance {utt}: alignment has {len(tids[utt])} frames, features {len(feats[utt])}")
+        try:
+            keys.append(frame_keys(tids[utt], trans))
+        except AsrError as e:
+            raise AsrError(f"utterance {utt}: {e}") from None
+        frames.append(feats[utt])
+    if not keys:
+        raise AsrError("no aligned utterance to build the tree from")
+    k = np.concatenate(keys)
+    x = np.concatenate(frames).astype(np.float64)
+    uniq, inverse = np.unique(k, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(uniq)))
+    xs = x[order]
+    return TreeStats(uniq, np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
+                     np.add.reduceat(xs, starts, axis=0), np.add.reduceat(xs * xs, starts, axis=0))
