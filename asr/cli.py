@@ -58,10 +58,16 @@ def cmd_lang(a: argparse.Namespace) -> None:
 
 
 def cmd_features(a: argparse.Namespace) -> None:
+    from asr.datadir import DataDir
     from asr.features import FeatureConfig, make_features
 
-    cfg = FeatureConfig.from_dict(_load_section(a.config, "features", a.set))
+    cfg = FeatureConfig.from_dict(_load_section(a.config, a.section, a.set))
     for d in a.data:
+        if a.suffix:
+            # A second feature type for the same utterances (Kaldi's copy_data_dir.sh + e.g. data/train_fbank).
+            target = Path(str(Path(d)).rstrip("/") + a.suffix)
+            DataDir.load(d, require_text=False).write(target)
+            d = target
         make_features(d, cfg)
 
 
@@ -75,6 +81,24 @@ def cmd_train_tri(a: argparse.Namespace) -> None:
     from asr.gmm.train_tri import TriConfig, train_tri
 
     train_tri(a.data, a.lang, a.ali, a.out, TriConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
+def cmd_train_dnn(a: argparse.Namespace) -> None:
+    from asr.nnet.train import TrainConfig, train_dnn
+
+    opts = _load_section(a.config, a.section, a.set)
+    if a.device:
+        opts["device"] = a.device
+    train_dnn(a.data, a.ali, a.gmm, a.out, TrainConfig.from_flat(opts))
+
+
+def cmd_nnet_search(a: argparse.Namespace) -> None:
+    from asr.nnet.search import parse_space, search
+
+    base = _load_section(a.config, a.section, a.set)
+    if a.device:
+        base["device"] = a.device
+    search(base, parse_space(a.space), a.data, a.ali, a.gmm, a.dev, a.out, num_random=a.random, nj=a.nj)
 
 
 def cmd_mkgraph(a: argparse.Namespace) -> None:
@@ -93,7 +117,9 @@ def cmd_mkgraph(a: argparse.Namespace) -> None:
 def _decoder_config(model_dir: str, a: argparse.Namespace):
     from asr.decode.viterbi import DecoderConfig
 
-    meta = Path(model_dir) / "model.json"
+    from asr.decode.run import model_dirs
+
+    meta = model_dirs(model_dir)[0] / "model.json"
     if not meta.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
     d = json.loads(meta.read_text()).get("decoder", {})  # the model's defaults, without loading it
@@ -199,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("features", cmd_features, "compute MFCC/fbank features and CMVN stats of data dirs",
              "asr features --config conf.toml data/train data/test")
     sp.add_argument("data", nargs="+")
+    sp.add_argument("--section", default="features", help="config section with the options (e.g. fbank)")
+    sp.add_argument("--suffix", help="compute into a copy of each data dir named DIR+SUFFIX (e.g. _fbank)")
     config_opts(sp)
 
     sp = add("train-mono", cmd_train_mono, "train a monophone GMM-HMM from a flat start",
@@ -217,6 +245,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--section", default="tri1", help="config section with the options (default tri1)")
     config_opts(sp)
 
+    sp = add("train-dnn", cmd_train_dnn, "train a hybrid DNN (or TDNN) on the tied states of a GMM alignment",
+             "asr train-dnn --data data/an4/train_fbank --ali exp/an4/tri1/ali --gmm exp/an4/tri1 --out exp/an4/dnn")
+    sp.add_argument("--data", required=True, help="training data dir with the network's features")
+    sp.add_argument("--ali", required=True, help="alignment dir (ali.pdf.scp) of the GMM system")
+    sp.add_argument("--gmm", required=True, help="the GMM model dir that produced the alignment (tree, HMMs)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--device", help="cpu or cuda (default: the config's, else cpu)")
+    sp.add_argument("--section", default="dnn", help="config section with the options (default dnn)")
+    config_opts(sp)
+
+    sp = add("nnet-search", cmd_nnet_search, "hyper-parameter search for the DNN, scored on a dev set",
+             "asr nnet-search --data data/fsdd/train_fbank --ali exp/fsdd/tri1/ali --gmm exp/fsdd/tri1 "
+             "--dev data/fsdd/dev_fbank --out exp/fsdd/dnn_search --space num_layers=2,4 --space hidden_dim=256,512")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--ali", required=True)
+    sp.add_argument("--gmm", required=True)
+    sp.add_argument("--dev", required=True, help="dev data dir with text (never the test set)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--space", action="append", default=[], metavar="NAME=V1,V2", help="values to try for an option")
+    sp.add_argument("--random", type=int, default=0, help="try this many random combinations instead of the grid")
+    sp.add_argument("--device")
+    sp.add_argument("--nj", type=int, default=1)
+    sp.add_argument("--section", default="dnn")
+    config_opts(sp)
+
     sp = add("mkgraph", cmd_mkgraph, "compile the decoding graph into a model dir",
              "asr mkgraph exp/mono --lang data/lang")
     sp.add_argument("model")
@@ -232,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("decode", cmd_decode, "decode audio files or a data dir",
              "asr decode exp/mono a.wav b.wav   |   asr decode exp/mono --data data/test --dir exp/mono/decode_test")
-    sp.add_argument("model")
+    sp.add_argument("model", help="model dir; DNN dirs joined by commas (A,B) decode as an ensemble")
     sp.add_argument("files", nargs="*", help="audio files (wav, flac, AN4 .raw)")
     sp.add_argument("--scp", help="Kaldi wav.scp to decode")
     sp.add_argument("--out", help="write Kaldi text (with --scp) or transcripts here instead of stdout")

@@ -36,8 +36,9 @@ def collect(exp_dir: str | Path) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | pdfs | Gaussians |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | pdfs | Gaussians "
+            "| NN params |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         i, m = r["info"], r["model"]
@@ -45,7 +46,7 @@ def markdown_table(rows: list[dict]) -> str:
         ser = f"{i['ser']:.2f}" if "ser" in i else "-"
         lines.append(f"| {r['system']} | {r['set']} | {wer} | `{r['wer_line']}` | {ser} | {i.get('selection', '')} | "
                      f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('num_pdfs', '-')} | "
-                     f"{m.get('gaussians', '-')} |")
+                     f"{m.get('gaussians', '-')} | {m.get('parameters', '-')} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@
 #   TEST_SETS    data sets decoded and scored
 #   DECODE_OPTS  how test WER is chosen (e.g. --sweep 7:17, or --tune-on a dev decode dir)
 #   TRAIN_SET    training data set (default train)
-#   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1)
+#   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1 dnn)
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -21,10 +21,11 @@ CONF    := $(CURDIR)/conf.toml
 MIRROR  ?= $(ASR_CORPUS_MIRROR)
 TRAIN_SET ?= train
 NJ      ?= 2
-SYSTEMS ?= mono tri1
+SYSTEMS ?= mono tri1 dnn
+DATA_SUFFIX_dnn := _fbank
 MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: all data lang features mono tri1 graph decode results clean 1 2 3 4 5 6 7 8
+.PHONY: all data lang features mono tri1 dnn graph decode results clean 1 2 3 4 5 6 7 8 9
 all: results
 
 1 data: $(DATA)/.done.data
@@ -37,9 +38,14 @@ $(DATA)/lang/.done: $(DATA)/.done.data
 	$(ASR) lang --config $(CONF) --dict $(DATA)/local $(if $(LM),--lm $(LM)) --out $(DATA)/lang
 	touch $@
 
-3 features: $(DATA)/.done.features
+3 features: $(DATA)/.done.features $(if $(filter dnn,$(SYSTEMS)),$(DATA)/.done.fbank)
 $(DATA)/.done.features: $(DATA)/.done.data
 	$(ASR) features --config $(CONF) $(addprefix $(DATA)/,$(sort $(TRAIN_SET) $(TEST_SETS)))
+	touch $@
+
+# The DNN's input: 40 log mel filterbanks ([fbank] section) in copies <set>_fbank of the data dirs.
+$(DATA)/.done.fbank: $(DATA)/.done.data
+	$(ASR) features --config $(CONF) --section fbank --suffix _fbank $(addprefix $(DATA)/,$(sort $(TRAIN_SET) $(TEST_SETS)))
 	touch $@
 
 4 mono: $(EXP)/mono/.done.train
@@ -54,20 +60,27 @@ $(EXP)/tri1/.done.train: $(EXP)/mono/.done.train
 	  --ali $(EXP)/mono/ali --out $(EXP)/tri1
 	touch $@
 
+# Hybrid DNN-HMM on the tri1 tied states ([dnn] section; `make 6 DNN_DEVICE=cuda` on a GPU).
+6 dnn: $(EXP)/dnn/.done.train
+$(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DATA)/.done.fbank
+	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --ali $(EXP)/tri1/ali --gmm $(EXP)/tri1 \
+	  --out $(EXP)/dnn $(if $(DNN_DEVICE),--device $(DNN_DEVICE))
+	touch $@
+
 # Graph and decoding of every system in SYSTEMS. In DECODE_OPTS_<set>, @SYS@ stands for
 # the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev).
-6 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
+7 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
 $(EXP)/%/.done.graph: $(EXP)/%/.done.train
 	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang
 	touch $@
 
-7 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
 $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
-	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s) --dir $(EXP)/$*/decode_$(s) \
+	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s) \
 	  --nj $(NJ) $(subst @SYS@,$*,$(DECODE_OPTS_$(s))) &&) true
 	touch $@
 
-8 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+9 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)
 	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md
 
 clean:

@@ -15,17 +15,27 @@ ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("ASR_CORPUS_MIRROR", ROOT.parent / "shared" / "corpora"))
 
 
-@pytest.mark.slow
-def test_yesno_recipe_zero_wer(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def yesno_run(tmp_path_factory) -> Path:
+    """Run the whole yesno recipe once (all stages through `make`); its folder."""
     if not (MIRROR / "waves_yesno.tar.gz").exists():
         pytest.skip(f"no yesno archive in {MIRROR}")
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    asr = Path(sys.executable).parent / "asr"
-    cmd = ["make", "-C", str(ROOT / "recipes" / "yesno"), f"ASR={asr}", f"MIRROR={MIRROR}",
+    tmp_path = tmp_path_factory.mktemp("yesno")
+    cmd = ["make", "-C", str(ROOT / "recipes" / "yesno"), f"ASR={ASR}", f"MIRROR={MIRROR}",
            f"DATA_ROOT={tmp_path / 'data'}", f"EXP_ROOT={tmp_path / 'exp'}", f"RESULTS={tmp_path / 'RESULTS.md'}"]
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return tmp_path
+
+
+ASR = Path(sys.executable).parent / "asr"
+
+
+@pytest.mark.slow
+def test_yesno_recipe_zero_wer(yesno_run: Path) -> None:
+    tmp_path, asr = yesno_run, ASR
     wer = (tmp_path / "exp" / "yesno" / "mono" / "decode_test" / "wer.txt").read_text().splitlines()[0]
     assert wer == "%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]"
     assert "| mono | test | 0.00 |" in (tmp_path / "RESULTS.md").read_text()
@@ -36,6 +46,14 @@ def test_yesno_recipe_zero_wer(tmp_path: Path) -> None:
     tri_wer = float((tri / "decode_test" / "wer.txt").read_text().split()[1])
     assert tri_wer <= 1.0, tri_wer
     assert "| tri1 | test |" in (tmp_path / "RESULTS.md").read_text()
+    # The hybrid DNN on tri1's tied states reaches 0.00% too (issue target).
+    dnn_wer = (tmp_path / "exp" / "yesno" / "dnn" / "decode_test" / "wer.txt").read_text().splitlines()[0]
+    assert dnn_wer == "%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]"
+    assert "| dnn | test | 0.00 |" in (tmp_path / "RESULTS.md").read_text()
+    test_wav = tmp_path / "data" / "yesno" / "local" / "waves_yesno" / "1_0_0_0_0_0_1_1.wav"
+    out = subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "dnn"), str(test_wav)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["YES", "NO", "NO", "NO", "NO", "NO", "YES", "YES"]
     # The model dir is self-contained: the CLI decodes a test wav with it alone.
     wav = tmp_path / "data" / "yesno" / "local" / "waves_yesno" / "1_0_1_1_1_0_1_0.wav"
     out = subprocess.run([str(asr), "decode", str(tmp_path / "exp" / "yesno" / "mono"), str(wav)],
@@ -56,3 +74,34 @@ def test_yesno_recipe_zero_wer(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert "missing.wav" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch) -> None:
+    """Interrupted in epoch 2, a rerun continues from the epoch-1 checkpoint."""
+    import asr.nnet.train as train_mod
+
+    data = yesno_run / "data" / "yesno" / "train_fbank"
+    tri = yesno_run / "exp" / "yesno" / "tri1"
+    out = yesno_run / "exp" / "yesno" / "dnn_resume"
+    cfg = train_mod.TrainConfig.from_flat({"num_layers": 1, "hidden_dim": 32, "max_epochs": 3, "min_epochs": 3,
+                                           "threads": 1})
+    real_epoch = train_mod.run_epoch
+    seen = {"train": 0}
+
+    def interrupted(net, frames, order, cfg, opt, desc):
+        if opt is not None:
+            seen["train"] += 1
+            if seen["train"] == 2:
+                raise KeyboardInterrupt
+        return real_epoch(net, frames, order, cfg, opt, desc)
+
+    monkeypatch.setattr(train_mod, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
+    assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
+    monkeypatch.setattr(train_mod, "run_epoch", real_epoch)
+    model = train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
+    history = json.loads((out / "train_log.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
+    assert not (out / "checkpoint.pt").exists()

@@ -33,15 +33,32 @@ from asr.utils import AsrError, atomic_open, write_text_atomic
 log = logging.getLogger(__name__)
 
 
-def load_model(model_dir: str | Path):
-    """Load any model dir by its declared type."""
-    meta_path = Path(model_dir) / "model.json"
+def model_dirs(spec: str | Path) -> list[Path]:
+    """``DIR`` or ``DIR1,DIR2,...`` (an ensemble of hybrid models) as paths."""
+    return [Path(p) for p in str(spec).split(",") if p]
+
+
+def load_model(model_dir: str | Path, device: str = "cpu"):
+    """Load any model dir by its declared type; ``A,B,...`` loads an ensemble of DNN dirs."""
+    from asr.nnet.model import DnnHmm, Ensemble
+
+    dirs = model_dirs(model_dir)
+    if len(dirs) > 1:
+        return Ensemble([DnnHmm.load(d, device) for d in dirs])
+    meta_path = dirs[0] / "model.json"
     if not meta_path.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
     kind = json.loads(meta_path.read_text()).get("type")
     if kind == "gmm":
         return GmmHmm.load(model_dir)
+    if kind == "dnn":
+        return DnnHmm.load(model_dir, device)
     raise AsrError(f"{model_dir}: unknown model type {kind!r}")
+
+
+def graph_path(model_dir: str | Path) -> Path:
+    """The decoding graph of a model dir (an ensemble uses its first member's)."""
+    return model_dirs(model_dir)[0] / "graph.npz"
 
 
 @dataclass
@@ -112,7 +129,7 @@ def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | N
                  nj: int = 1) -> dict[str, Hypothesis]:
     """Transcribe audio files (any rate, any channel count); key = the path as given."""
     model = load_model(model_dir)
-    graph = DecodingGraph.load(Path(model_dir) / "graph.npz")
+    graph = DecodingGraph.load(graph_path(model_dir))
     feats = features_for_files(model, paths)
     scores = {p: model.scores(f) for p, f in feats.items()}
     res = decode_scores(graph, model.trans.log_probs, scores, [cfg or model.decoder], nj)[0]
@@ -140,9 +157,9 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         grid: configs to try; the best WER among them is reported (Kaldi best_wer).
         tune_on: a decode dir already scored with a grid; its best config is used alone.
     """
-    model_dir, data_dir, out_dir = Path(model_dir), Path(data_dir), Path(out_dir)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = load_model(model_dir)
-    graph = DecodingGraph.load(model_dir / "graph.npz")
+    graph = DecodingGraph.load(graph_path(model_dir))
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
     t0 = time.time()

@@ -1,0 +1,144 @@
+"""A hybrid DNN-HMM: network posteriors turned into scaled likelihoods for the HMM decoder.
+
+    log p(x | s) + const = log P(s | x) - log P(s)      (Bayes; p(x) is the same for all s)
+
+so the decoder's acoustic score is ``log_softmax(net(x)) - prior_scale * log prior``,
+with the state priors counted from the training alignment (floored so no state has zero
+prior). Everything else (tree, transitions, lexicon, graph) is the GMM system's whose
+alignment the network was trained on, so the same graph and decoder serve both.
+
+Model dir: model.json (type "dnn", network config, features, topology, tree, decoder
+defaults), model.npz (transition log-probs, log priors), nnet.pt (weights),
+phones.txt / words.txt / lexicon.txt, graph.npz (``asr mkgraph``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.decode.viterbi import DecoderConfig
+from asr.features import FeatureConfig, FeaturePipeline
+from asr.hmm.context import load_context
+from asr.hmm.topology import Topology, TransitionModel
+from asr.lang.lexicon import Lexicon, SymbolTable
+from asr.nnet.frames import splice
+from asr.nnet.network import AcousticNet, NetConfig
+from asr.utils import AsrError, atomic_path, write_text_atomic
+
+
+def state_log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
+    """(P,) log P(s) from alignment counts; every state gets at least ``floor`` before renormalising."""
+    counts = np.asarray(pdf_counts, dtype=np.float64)
+    if counts.sum() <= 0:
+        raise AsrError("cannot estimate state priors from an empty alignment")
+    p = np.maximum(counts / counts.sum(), floor)
+    return np.log(p / p.sum())
+
+
+@dataclass
+class DnnHmm:
+    """Everything a hybrid system needs to decode."""
+
+    phones: SymbolTable
+    words: SymbolTable
+    lexicon: Lexicon
+    trans: TransitionModel
+    ctx: object
+    net: AcousticNet
+    log_priors: np.ndarray
+    feature: FeatureConfig
+    pipeline: FeaturePipeline
+    silence_phone: str = "SIL"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    prior_scale: float = 1.0
+    info: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    kind = "dnn"
+
+    def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
+        """(T, num_pdfs) log P(s | x_t) of (T, D) pipeline-transformed features."""
+        self.net.eval()
+        x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
+        if x.shape[-1] != self.net.input_dim:
+            raise AsrError(f"features have dimension {x.shape[-1]}, the network expects {self.net.input_dim}")
+        with torch.no_grad():
+            windows = splice(x, self.net.cfg.context)
+            out = [torch.log_softmax(self.net(windows[i:i + 4096]).float(), dim=-1)
+                   for i in range(0, x.shape[0], 4096)]
+        return torch.cat(out).cpu()
+
+    def scores(self, feats: np.ndarray) -> np.ndarray:
+        """(T, num_pdfs) scaled log-likelihoods: log posterior - prior_scale * log prior."""
+        return (self.log_posteriors(feats).numpy().astype(np.float64) - self.prior_scale * self.log_priors)
+
+    def save(self, model_dir: str | Path) -> None:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(model_dir / "nnet.pt") as tmp:
+            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, tmp)
+        with atomic_path(model_dir / "model.npz") as tmp:
+            np.savez(tmp, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
+        self.phones.write(model_dir / "phones.txt")
+        self.words.write(model_dir / "words.txt")
+        self.lexicon.write(model_dir / "lexicon.txt")
+        meta = {
+            "type": self.kind, "net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
+            "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale, "feature": self.feature.to_dict(),
+            "pipeline": self.pipeline.to_dict(), "topology": self.trans.topo.to_dict(), "context": self.ctx.to_dict(),
+            "silence_phone": self.silence_phone, "decoder": self.decoder.to_dict(), "info": self.info,
+        }
+        write_text_atomic(model_dir / "model.json", json.dumps(meta, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> "DnnHmm":
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.json").exists():
+            raise AsrError(f"{model_dir} is not a model dir (no model.json)")
+        meta = json.loads((model_dir / "model.json").read_text())
+        if meta.get("type") != cls.kind:
+            raise AsrError(f"{model_dir} holds a {meta.get('type')!r} model, not a DNN")
+        with np.load(model_dir / "model.npz") as z:
+            trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
+        topo = Topology.from_dict(meta["topology"])
+        net = AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"], meta["num_pdfs"])
+        net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
+        net.to(device).eval()
+        return cls(
+            phones=SymbolTable.read(model_dir / "phones.txt"), words=SymbolTable.read(model_dir / "words.txt"),
+            lexicon=Lexicon.read(model_dir / "lexicon.txt"), trans=TransitionModel(topo, trans_lp),
+            ctx=load_context(meta["context"], topo), net=net, log_priors=log_priors,
+            feature=FeatureConfig.from_dict(meta["feature"]), pipeline=FeaturePipeline.from_dict(meta["pipeline"]),
+            silence_phone=meta.get("silence_phone", "SIL"), decoder=DecoderConfig.from_dict(meta.get("decoder", {})),
+            prior_scale=meta.get("prior_scale", 1.0), info=meta.get("info", {}), device=device)
+
+
+class Ensemble:
+    """Several hybrid models trained on the same tree: their posteriors are averaged
+    (in the probability domain) before the prior is divided out."""
+
+    kind = "dnn-ensemble"
+
+    def __init__(self, members: list[DnnHmm]):
+        if len(members) < 2:
+            raise AsrError("an ensemble needs at least two models")
+        first = members[0]
+        for m in members[1:]:
+            if m.ctx.to_dict() != first.ctx.to_dict() or m.net.num_pdfs != first.net.num_pdfs:
+                raise AsrError("ensemble members must share the tree (trained on the same alignment)")
+            if m.feature != first.feature or m.pipeline != first.pipeline:
+                raise AsrError("ensemble members must use the same features")
+        self.members = members
+        for name in ("phones", "words", "lexicon", "trans", "ctx", "feature", "pipeline", "silence_phone",
+                     "decoder", "log_priors", "prior_scale"):
+            setattr(self, name, getattr(first, name))
+
+    def scores(self, feats: np.ndarray) -> np.ndarray:
+        logp = torch.stack([m.log_posteriors(feats) for m in self.members])
+        avg = torch.logsumexp(logp, dim=0) - np.log(len(self.members))
+        return avg.numpy().astype(np.float64) - self.prior_scale * self.log_priors

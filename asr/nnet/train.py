@@ -1,0 +1,298 @@
+"""Cross-entropy training of the hybrid acoustic network on aligned tied states.
+
+Kaldi nnet1's recipe, in torch: frames from a GMM alignment (features with per-speaker
+CMVN, spliced +-k), a held-out set of whole training *speakers* for cross-validation,
+shuffled minibatches of frames, and "newbob" learning-rate control: after each epoch the
+held-out loss decides - an epoch that makes it worse is rejected (weights restored),
+once the relative improvement drops below ``halving_threshold`` the learning rate is
+halved every epoch, and training stops when it drops below ``stop_threshold`` while
+halving, after ``max_halvings`` halvings, or at ``max_epochs``. Optional curriculum:
+the first epoch visits utterances shortest first. Every epoch is checkpointed; an
+interrupted run resumes from its last epoch.
+
+Under ``torchrun`` (WORLD_SIZE > 1) the network is wrapped in DistributedDataParallel
+(NCCL on GPUs, gloo on CPUs): every rank walks the same shuffled frame order and takes
+its 1/world share of each epoch, gradients are averaged, and rank 0 alone writes
+checkpoints and the model dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from asr.datadir import DataDir
+from asr.decode.viterbi import DecoderConfig
+from asr.features import FeaturePipeline, load_features, read_feature_config
+from asr.hmm.alignments import read_alignments
+from asr.hmm.context import load_context
+from asr.hmm.topology import Topology, TransitionModel
+from asr.lang.lexicon import Lexicon, SymbolTable
+from asr.nnet.frames import FrameSet
+from asr.nnet.model import DnnHmm, state_log_priors
+from asr.nnet.network import AcousticNet, NetConfig
+from asr.utils import AsrError, Config, atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "momentum", "adadelta", "adam")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Training options (recipe ``[dnn]`` section); network shape is in ``net``."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    optimizer: str = "adam"  # sgd | momentum | adadelta | adam
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_epochs: int = 20
+    min_epochs: int = 3
+    halving_threshold: float = 0.01  # relative held-out loss improvement that starts halving
+    stop_threshold: float = 0.001  # ... and that ends training once halving
+    max_halvings: int = 6
+    cv_fraction: float = 0.1  # share of training speakers held out
+    curriculum: bool = False  # epoch 1: shortest utterances first
+    prior_floor: float = 1e-8
+    prior_scale: float = 1.0
+    acoustic_scale: float = 0.1
+    cmvn: bool = True
+    norm_vars: bool = False
+    delta_order: int = 0
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast (GPU)
+    seed: int = 0
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.net, dict):
+            self.net = NetConfig.from_dict(self.net)
+        if self.optimizer not in OPTIMIZERS:
+            raise AsrError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    @classmethod
+    def from_flat(cls, opts: dict) -> "TrainConfig":
+        """Options from one flat TOML section: network keys go to ``net``, the rest here."""
+        net_keys = {f.name for f in dataclasses.fields(NetConfig)}
+        net = {k: v for k, v in opts.items() if k in net_keys}
+        rest = {k: v for k, v in opts.items() if k not in net_keys}
+        return cls.from_dict({**rest, "net": NetConfig.from_dict(net)})
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out) utterances; held-out = whole speakers, about ``fraction`` of them."""
+    speakers = sorted({data.utt2spk[u] for u in utts})
+    if fraction <= 0 or len(speakers) < 2:
+        # One speaker (yesno): hold out every tenth utterance instead.
+        cv = set(utts[::10]) if fraction > 0 else set()
+    else:
+        rng = np.random.default_rng(seed)
+        n = max(1, round(fraction * len(speakers)))
+        cv_spk = set(rng.choice(speakers, size=n, replace=False).tolist())
+        cv = {u for u in utts if data.utt2spk[u] in cv_spk}
+    return [u for u in utts if u not in cv], [u for u in utts if u in cv]
+
+
+def frame_order(frames: FrameSet, curriculum: bool, gen: torch.Generator) -> torch.Tensor:
+    """Shuffled frame indices; with ``curriculum``, utterances shortest first (frames shuffled
+    within utterances of equal length)."""
+    perm = torch.randperm(len(frames), generator=gen)
+    if not curriculum:
+        return perm
+    lens = frames.utt_len.cpu()[perm]
+    return perm[torch.argsort(lens, stable=True)]
+
+
+def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
+              opt: torch.optim.Optimizer | None, desc: str) -> tuple[float, float]:
+    """One pass (training when ``opt`` is given, evaluation otherwise): (mean loss, frame accuracy)."""
+    device = frames.feats.device
+    context = getattr(net, "module", net).cfg.context  # DDP wraps the network
+    train = opt is not None
+    net.train(train)
+    order = order if order is not None else torch.arange(len(frames))
+    order = order.to(device)
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    bs = cfg.batch_size if train else max(cfg.batch_size, 4096)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    for start in tqdm(range(0, len(order), bs), desc=desc, unit="batch", leave=False, disable=None):
+        idx = order[start:start + bs]
+        x, y = frames.batch(idx, context)
+        with torch.set_grad_enabled(train), autocast:
+            logits = net(x)
+            loss = loss_fn(logits.float(), y)
+        if train:
+            opt.zero_grad(set_to_none=True)
+            (loss / len(idx)).backward()
+            opt.step()
+        total_loss += loss.detach().double()
+        correct += (logits.argmax(-1) == y).sum()
+    n = max(len(order), 1)
+    return float(total_loss) / n, float(correct) / n
+
+
+def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, out_dir: str | Path,
+              cfg: TrainConfig | None = None) -> DnnHmm:
+    """Train a hybrid model on ``data_dir`` features and the tied-state alignment in ``ali_dir``.
+
+    ``gmm_dir`` is the GMM system that produced the alignment: its tree, transitions and
+    lexicon are the hybrid model's, so its decoding graph fits the DNN too.
+    """
+    cfg = cfg or TrainConfig()
+    data_dir, ali_dir, gmm_dir, out_dir = Path(data_dir), Path(ali_dir), Path(gmm_dir), Path(out_dir)
+    t_start = time.time()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AsrError("--device cuda was asked for but torch sees no GPU")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    meta_path = gmm_dir / "model.json"
+    if not meta_path.exists():
+        raise AsrError(f"{gmm_dir} is not a model dir (no model.json)")
+    meta = json.loads(meta_path.read_text())
+    topo = Topology.from_dict(meta["topology"])
+    ctx = load_context(meta["context"], topo)
+    with np.load(gmm_dir / "model.npz") as z:
+        trans = TransitionModel(topo, z["trans_log_probs"])
+    data = DataDir.load(data_dir)
+    pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    feats = load_features(data_dir, pipeline)
+    targets = read_alignments(ali_dir, "pdf")
+    utts = sorted(u for u in data.utts() if u in targets and u in feats)
+    if not utts:
+        raise AsrError(f"no utterance of {data_dir} has an alignment in {ali_dir}")
+    num_pdfs = ctx.num_pdfs
+    bad = [u for u in utts if targets[u].max() >= num_pdfs]
+    if bad:
+        raise AsrError(f"{ali_dir}: alignment of {bad[0]} has pdf ids beyond the {num_pdfs} of {gmm_dir}")
+    tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed)
+    train_set = FrameSet.build(feats, targets, tr_utts).to(device)
+    cv_set = FrameSet.build(feats, targets, cv_utts).to(device) if cv_utts else None
+    counts = np.bincount(np.concatenate([targets[u] for u in utts]), minlength=num_pdfs)
+    log_priors = state_log_priors(counts, cfg.prior_floor)
+    input_dim = train_set.feats.shape[1]
+    net = AcousticNet(cfg.net, input_dim, num_pdfs).to(device)
+    opt = make_optimizer(net.parameters(), cfg)
+    trainer: nn.Module = net
+    if world > 1:
+        trainer = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    log.info("dnn: %s %dx%d %s, input %d x %d frames, %d pdfs, %d parameters; %d train frames (%d utts), "
+             "%d held-out frames (%d utts)", cfg.net.kind, cfg.net.num_layers, cfg.net.hidden_dim, cfg.net.activation,
+             input_dim, 2 * cfg.net.context + 1, num_pdfs, sum(p.numel() for p in net.parameters()),
+             len(train_set), len(tr_utts), len(cv_set) if cv_set else 0, len(cv_utts))
+
+    ckpt = out_dir / "checkpoint.pt"
+    fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
+                              "ali": str(ali_dir.resolve()), "frames": len(train_set)}, sort_keys=True)
+    state = {"epoch": 0, "lr": cfg.learning_rate, "halving": False, "halvings": 0, "history": [],
+             "best_cv": math.inf, "best_weights": None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if saved.get("fingerprint") == fingerprint:
+            net.load_state_dict(saved["weights"])
+            opt.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            log.info("resuming DNN training after epoch %d from %s", state["epoch"], ckpt)
+        else:
+            log.warning("%s was written with other options or data; starting from scratch", ckpt)
+    gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
+    done = False
+    while not done and state["epoch"] < cfg.max_epochs:
+        epoch = state["epoch"] + 1
+        for g in opt.param_groups:
+            g["lr"] = state["lr"]
+        t0 = time.time()
+        order = frame_order(train_set, cfg.curriculum and epoch == 1, gen)[rank::world]
+        tr_loss, tr_acc = run_epoch(trainer, train_set, order, cfg, opt, f"epoch {epoch}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.time() - t0
+        cv_loss, cv_acc = run_epoch(net, cv_set, None, cfg, None, "held-out") if cv_set else (tr_loss, tr_acc)
+        row = {"epoch": epoch, "lr": state["lr"], "train_loss": tr_loss, "train_acc": tr_acc, "cv_loss": cv_loss,
+               "cv_acc": cv_acc, "seconds": round(seconds, 2), "frames_per_second": round(len(train_set) / seconds),
+               "ranks": world}
+        prev = state["best_cv"]
+        improvement = (prev - cv_loss) / abs(prev) if math.isfinite(prev) else math.inf
+        if cv_loss < prev:
+            state["best_cv"] = cv_loss
+            state["best_weights"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            row["accepted"] = True
+        else:
+            net.load_state_dict(state["best_weights"])  # newbob: reject the epoch
+            row["accepted"] = False
+        if epoch >= cfg.min_epochs:
+            if state["halving"] and improvement < cfg.stop_threshold:
+                done = True
+            elif improvement < cfg.halving_threshold:
+                state["halving"] = True
+        if state["halving"] and not done:
+            state["lr"] /= 2
+            state["halvings"] += 1
+            if state["halvings"] > cfg.max_halvings:
+                done = True
+        state["history"].append(row)
+        state["epoch"] = epoch
+        log.info("epoch %2d: lr %.3g train loss %.4f acc %.3f | held-out loss %.4f acc %.3f | %.1f s, %.0f frames/s%s",
+                 epoch, row["lr"], tr_loss, tr_acc, cv_loss, cv_acc, seconds, row["frames_per_second"],
+                 "" if row["accepted"] else " (rejected)")
+        if rank == 0:
+            with atomic_path(ckpt) as tmp:
+                torch.save({"fingerprint": fingerprint, "weights": net.state_dict(), "optimizer": opt.state_dict(),
+                            "state": state}, tmp)
+    if state["best_weights"] is not None:
+        net.load_state_dict(state["best_weights"])
+    net.cpu().eval()
+    model = DnnHmm(SymbolTable.read(gmm_dir / "phones.txt"), SymbolTable.read(gmm_dir / "words.txt"),
+                   Lexicon.read(gmm_dir / "lexicon.txt"), trans, ctx, net, log_priors, read_feature_config(data_dir),
+                   pipeline, meta.get("silence_phone", "SIL"),
+                   DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=meta.get("decoder", {}).get(
+                       "transition_scale", 0.1)), cfg.prior_scale)
+    model.info = {"train_data": str(data_dir), "ali": str(ali_dir), "gmm": str(gmm_dir),
+                  "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
+                  "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
+                  "best_cv_loss": state["best_cv"], "config": dataclasses.asdict(cfg)}
+    if rank == 0:
+        model.save(out_dir)
+        write_text_atomic(out_dir / "train_log.json", json.dumps(state["history"], indent=1) + "\n")
+        ckpt.unlink(missing_ok=True)
+    if world > 1:
+        torch.distributed.barrier()
+    log.info("dnn: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", state["epoch"],
+             time.time() - t_start, state["best_cv"], out_dir)
+    return model
