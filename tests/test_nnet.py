@@ -272,3 +272,15 @@ def test_search_keeps_the_best_dev_trial_and_resumes(tmp_path, monkeypatch):
     calls.clear()
     search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s")
     assert calls == []  # every trial was already done
+
+
+def test_held_out_split_by_utterance():
+    from asr.datadir import DataDir
+
+    utts = [f"s{k}-u{i}" for k in range(3) for i in range(10)]
+    data = DataDir(wav={u: "x.wav" for u in utts}, text={u: ["A"] for u in utts},
+                   utt2spk={u: u.split("-")[0] for u in utts})
+    tr, cv = split_speakers(data, utts, 0.1, seed=0, by="utterance")
+    assert len(cv) == 3 and {data.utt2spk[u] for u in cv} <= {data.utt2spk[u] for u in tr}
+    with pytest.raises(AsrError):
+        TrainConfig(cv_by="day")

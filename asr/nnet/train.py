@@ -64,7 +64,8 @@ class TrainConfig(Config):
     halving_threshold: float = 0.01  # relative held-out loss improvement that starts halving
     stop_threshold: float = 0.001  # ... and that ends training once halving
     max_halvings: int = 6
-    cv_fraction: float = 0.1  # share of training speakers held out
+    cv_fraction: float = 0.1  # share of training speakers (or utterances) held out
+    cv_by: str = "speaker"  # "speaker": unseen voices; "utterance": when test speakers are training speakers
     curriculum: bool = False  # epoch 1: shortest utterances first
     prior_floor: float = 1e-8
     prior_scale: float = 1.0
@@ -80,6 +81,8 @@ class TrainConfig(Config):
     def __post_init__(self) -> None:
         if isinstance(self.net, dict):
             self.net = NetConfig.from_dict(self.net)
+        if self.cv_by not in ("speaker", "utterance"):
+            raise AsrError(f"cv_by must be 'speaker' or 'utterance', got {self.cv_by!r}")
         if self.optimizer not in OPTIMIZERS:
             raise AsrError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
@@ -102,12 +105,14 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, held-out) utterances; held-out = whole speakers, about ``fraction`` of them."""
+def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int,
+                   by: str = "speaker") -> tuple[list[str], list[str]]:
+    """(train, held-out) utterances; held-out = whole speakers, about ``fraction`` of them
+    (``by="utterance"``: every round(1/fraction)-th utterance instead)."""
     speakers = sorted({data.utt2spk[u] for u in utts})
-    if fraction <= 0 or len(speakers) < 2:
-        # One speaker (yesno): hold out every tenth utterance instead.
-        cv = set(utts[::10]) if fraction > 0 else set()
+    if fraction <= 0 or len(speakers) < 2 or by == "utterance":
+        # One speaker (yesno), or test speakers that are training speakers (FSDD).
+        cv = set(utts[::max(1, round(1 / fraction))]) if fraction > 0 else set()
     else:
         rng = np.random.default_rng(seed)
         n = max(1, round(fraction * len(speakers)))
@@ -200,7 +205,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     bad = [u for u in utts if targets[u].max() >= num_pdfs]
     if bad:
         raise AsrError(f"{ali_dir}: alignment of {bad[0]} has pdf ids beyond the {num_pdfs} of {gmm_dir}")
-    tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed)
+    tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed, cfg.cv_by)
     train_set = FrameSet.build(feats, targets, tr_utts).to(device)
     cv_set = FrameSet.build(feats, targets, cv_utts).to(device) if cv_utts else None
     counts = np.bincount(np.concatenate([targets[u] for u in utts]), minlength=num_pdfs)
