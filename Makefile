@@ -18,8 +18,8 @@ run: setup
 	$(MAKE) -C recipes/yesno
 	@echo "== asr decode exp/yesno/mono data/yesno/local/waves_yesno/1_0_1_1_1_0_1_0.wav"
 	@$(ASR) decode exp/yesno/mono data/yesno/local/waves_yesno/1_0_1_1_1_0_1_0.wav
-	@echo "== test-set WER (exp/yesno/mono/decode_test/wer.txt)"
-	@cat exp/yesno/mono/decode_test/wer.txt
+	@echo "== test-set WER per system (exp/yesno/<system>/decode_test/wer.txt)"
+	@for s in mono tri1 dnn; do printf '%-5s ' $$s; head -1 exp/yesno/$$s/decode_test/wer.txt; done
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from pathlib import Path
 
 from asr.utils import AsrError, write_text_atomic
@@ -31,7 +32,12 @@ def collect(exp_dir: str | Path) -> list[dict]:
             "info": info, "model": model_info,
         })
     rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
-    rows.sort(key=lambda r: (rank.get(r["system"], 99), r["system"], r["set"]))
+
+    def natural(name: str) -> list:
+        """tri1_500leaves before tri1_1000leaves: numbers compare as numbers."""
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+    rows.sort(key=lambda r: (rank.get(r["system"], 99), natural(r["system"]), r["set"]))
     return rows
 
 

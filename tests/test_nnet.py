@@ -284,3 +284,26 @@ def test_held_out_split_by_utterance():
     assert len(cv) == 3 and {data.utt2spk[u] for u in cv} <= {data.utt2spk[u] for u in tr}
     with pytest.raises(AsrError):
         TrainConfig(cv_by="day")
+
+
+def test_aligner_takes_scaled_likelihoods_of_any_model(tiny_system):
+    """Realignment with a DNN: the aligner uses model.scores() when there is no GMM."""
+    from asr.hmm.align_data import Aligner
+    from asr.hmm.align_graph import build_align_graph
+
+    phones, words, lex, trans, ctx, _ = tiny_system
+    graph = build_align_graph(["X", "Y"], lex, phones, trans, ctx)
+    # SIL(0 1 2) | A(3 4) B(5 6) | B(5 6) | SIL(0 1 2), two frames on A's first state.
+    plan = [0, 1, 2, 3, 3, 4, 5, 6, 5, 6, 0, 1, 2]
+
+    class Planned:
+        def __init__(self):
+            self.phones, self.trans, self.silence_phone = phones, trans, "SIL"
+
+        def scores(self, feats):
+            s = np.full((len(plan), ctx.num_pdfs), -30.0)
+            s[np.arange(len(plan)), plan] = 0.0
+            return s
+
+    ali = Aligner(Planned(), {"u": np.zeros((len(plan), 4))}, {"u": graph}, acoustic_scale=1.0).align()["u"]
+    assert graph.pdf[ali.states].tolist() == plan

@@ -105,3 +105,8 @@ def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     history = json.loads((out / "train_log.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
     assert not (out / "checkpoint.pt").exists()
+    # Two DNNs on the same tree decode as an ensemble through the CLI.
+    wav = yesno_run / "data" / "yesno" / "local" / "waves_yesno" / "1_0_0_0_0_0_1_1.wav"
+    ens = f"{yesno_run / 'exp' / 'yesno' / 'dnn'},{out}"
+    res = subprocess.run([str(ASR), "decode", ens, str(wav)], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["YES", "NO", "NO", "NO", "NO", "NO", "YES", "YES"]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.model import GmmHmm
-from asr.hmm.align_data import GmmAligner, save_alignment_outputs
+from asr.hmm.align_data import Aligner, save_alignment_outputs
 from asr.utils import AsrError, Config, atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class GmmTrainConfig(Config):
     norm_vars: bool = False
 
 
-def run_em(model: GmmHmm, aligner: GmmAligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
+def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
            cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str) -> list[dict]:
     """Train ``model`` in place from initial per-frame pdfs; returns the per-iteration log.
 
@@ -103,7 +103,7 @@ def run_em(model: GmmHmm, aligner: GmmAligner, feats: dict[str, np.ndarray], fra
     return history
 
 
-def finish_training(model: GmmHmm, aligner: GmmAligner, text: dict[str, list[str]], out_dir: Path,
+def finish_training(model: GmmHmm, aligner: Aligner, text: dict[str, list[str]], out_dir: Path,
                     history: list[dict], info: dict) -> None:
     """Final alignment with the final model (the next stage's input); write the model dir."""
     alis = aligner.align()

@@ -22,7 +22,7 @@ from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import GmmTrainConfig, finish_training, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align import equal_alignment
-from asr.hmm.align_data import GmmAligner
+from asr.hmm.align_data import Aligner
 from asr.hmm.align_graph import build_align_graph
 from asr.hmm.context import MonophoneContext
 from asr.hmm.topology import TransitionModel
@@ -55,7 +55,8 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     ctx = MonophoneContext(lang.topo)
     pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
     feats = load_features(data_dir, pipeline)
-    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone, cfg.sil_prob, utt)
+    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone,
+                                     cfg.sil_prob, utt)
               for utt in data.utts()}
     all_frames = np.concatenate([feats[u] for u in data.utts()]).astype(np.float64)
     mean, var, num_frames = all_frames.mean(0), all_frames.var(0), len(all_frames)
@@ -63,7 +64,7 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     gmm = DiagGmmSet.flat_start(ctx.num_pdfs, mean, var)
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, ctx, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))
-    aligner = GmmAligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
+    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
     frame_pdfs: dict[str, np.ndarray] = {}
     for utt in data.utts():
         path = equal_alignment(graphs[utt], len(feats[utt]))

@@ -27,7 +27,7 @@ from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import GmmTrainConfig, finish_training, run_em
 from asr.gmm.model import GmmHmm
-from asr.hmm.align_data import GmmAligner
+from asr.hmm.align_data import Aligner
 from asr.hmm.align_graph import build_align_graph
 from asr.hmm.alignments import read_alignments
 from asr.hmm.topology import TransitionModel
@@ -106,9 +106,10 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
 
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, tree, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))
-    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, tree, sil_phone, cfg.sil_prob, utt)
+    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, tree, sil_phone,
+                                     cfg.sil_prob, utt)
               for utt in data.utts()}
-    aligner = GmmAligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
+    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
     fingerprint = {"data": str(data_dir.resolve()), "ali": str(ali_dir.resolve()), "frames": num_frames,
                    "tree": json.dumps(tree.to_dict())}
     history = run_em(model, aligner, feats, frame_pdfs, cfg, var_floor, out_dir, fingerprint, "tri")

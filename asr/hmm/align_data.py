@@ -1,4 +1,4 @@
-"""Forced alignment of data dirs with a GMM-HMM: frame alignments + phone/word CTM."""
+"""Forced alignment of data dirs with a GMM-HMM or a hybrid DNN-HMM: frame alignments + phone/word CTM."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from asr.hmm.alignments import segments, write_alignments, write_ctm
 log = logging.getLogger(__name__)
 
 
-class GmmAligner:
-    """Aligns a fixed set of utterances (features + graphs) with the current state of a model."""
+class Aligner:
+    """Aligns a fixed set of utterances (features + graphs) with the current state of a model
+    (a GMM-HMM, or any model with ``scores(feats)``: a DNN's scaled likelihoods)."""
 
-    def __init__(self, model: GmmHmm, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
+    def __init__(self, model, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0):
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
@@ -31,7 +32,10 @@ class GmmAligner:
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
+        if isinstance(self.model, GmmHmm):
+            ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
+        else:
+            ll = torch.from_numpy(self.model.scores(self.feats[utt])).float()[:, torch.from_numpy(pdfs[inverse])]
         if self.boost_silence != 1.0:
             # Boost by graph state, not by pdf: right whatever context the pdfs depend on.
             ll[:, torch.from_numpy(g.phone == self.sil_phone)] += math.log(self.boost_silence)
@@ -48,7 +52,7 @@ class GmmAligner:
         return {u: a for u, a in res.items() if a is not None}
 
 
-def save_alignment_outputs(ali_dir: Path, model: GmmHmm, graphs: dict[str, AlignGraph],
+def save_alignment_outputs(ali_dir: Path, model, graphs: dict[str, AlignGraph],
                            alis: dict[str, Alignment], text: dict[str, list[str]]) -> None:
     """Write ali.{tid,pdf}.{ark,scp}, phones.ctm and words.ctm for aligned utterances."""
     # Alignment.tids[t] enters frame t; Kaldi's per-frame tid is the one leaving it.
@@ -69,14 +73,17 @@ def save_alignment_outputs(ali_dir: Path, model: GmmHmm, graphs: dict[str, Align
 
 
 def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None) -> None:
-    """Align every utterance of a data dir to its transcript (Kaldi's align_si.sh)."""
+    """Align every utterance of a data dir to its transcript (Kaldi's align_si.sh; with a DNN
+    model dir, Kaldi's nnet realignment - retrain on the result with ``asr train-dnn --ali``)."""
+    from asr.decode.run import load_model
+
     opts = opts or {}
-    model = GmmHmm.load(model_dir)
+    model = load_model(model_dir)
     data = DataDir.load(data_dir)
     feats = load_features(data_dir, model.pipeline)
     graphs = {u: build_align_graph(data.text[u], model.lexicon, model.phones, model.trans, model.ctx,
                                    model.silence_phone, opts.get("sil_prob", 0.5), u) for u in data.utts()}
-    aligner = GmmAligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
+    aligner = Aligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
                          opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
     alis = aligner.align()
     save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)

@@ -82,10 +82,10 @@ def _init_linear(weight: torch.Tensor, bias: torch.Tensor | None, scheme: str, f
 class HiddenBlock(nn.Module):
     """affine (or conv) -> [batch norm] -> activation -> [dropout]."""
 
-    def __init__(self, layer: nn.Module, dim: int, cfg: NetConfig, conv: bool):
+    def __init__(self, layer: nn.Module, dim: int, cfg: NetConfig):
         super().__init__()
         self.layer = layer
-        self.norm = (nn.BatchNorm1d(dim) if cfg.batch_norm else nn.Identity())
+        self.norm = nn.BatchNorm1d(dim) if cfg.batch_norm else nn.Identity()
         self.act = ACTIVATIONS[cfg.activation]()
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
@@ -106,7 +106,7 @@ class AcousticNet(nn.Module):
             for _ in range(cfg.num_layers):
                 lin = nn.Linear(fan_in, cfg.hidden_dim)
                 _init_linear(lin.weight, lin.bias, cfg.init, fan_in, cfg.hidden_dim)
-                blocks.append(HiddenBlock(lin, cfg.hidden_dim, cfg, conv=False))
+                blocks.append(HiddenBlock(lin, cfg.hidden_dim, cfg))
                 fan_in = cfg.hidden_dim
         else:
             channels = input_dim
@@ -114,7 +114,7 @@ class AcousticNet(nn.Module):
                 k = 3 if d > 0 else 1
                 conv = nn.Conv1d(channels, cfg.hidden_dim, kernel_size=k, dilation=max(d, 1))
                 _init_linear(conv.weight, conv.bias, cfg.init, channels * k, cfg.hidden_dim * k)
-                blocks.append(HiddenBlock(conv, cfg.hidden_dim, cfg, conv=True))
+                blocks.append(HiddenBlock(conv, cfg.hidden_dim, cfg))
                 channels = cfg.hidden_dim
         self.hidden = nn.ModuleList(blocks)
         self.output = nn.Linear(cfg.hidden_dim, num_pdfs)

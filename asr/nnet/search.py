@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 from asr.decode.run import decode_data_dir, lmwt_grid
-from asr.decode.viterbi import DecoderConfig
 from asr.nnet.train import TrainConfig, train_dnn
 from asr.utils import AsrError, write_text_atomic
 
@@ -72,7 +71,7 @@ def search(base: dict, space: dict[str, list], data_dir: str | Path, ali_dir: st
         model = train_dnn(data_dir, ali_dir, gmm_dir, trial_dir, TrainConfig.from_flat({**base, **values}))
         shutil.copyfile(graph, trial_dir / "graph.npz")
         counts = decode_data_dir(trial_dir, dev_dir, trial_dir / "decode_dev",
-                                 grid=lmwt_grid(lmwt[0], lmwt[1], (0.0,), DecoderConfig.from_dict(model.decoder.to_dict())),
+                                 grid=lmwt_grid(lmwt[0], lmwt[1], (0.0,), model.decoder),
                                  nj=nj)
         if counts is None:
             raise AsrError(f"{dev_dir} has no text to score the search on")

@@ -75,7 +75,9 @@ def best_split(stats: TreeStats, packed: np.ndarray, rows: np.ndarray, membershi
 def build_tree(stats: TreeStats, questions: list[frozenset[int]], roots: list[Root], num_leaves: int,
                min_leaf_occ: float = 100.0, min_gain: float = 0.0, var_floor: float = 0.01) -> DecisionTree:
     """Grow the forest over ``roots`` to at most ``num_leaves`` leaves (see the module docstring)."""
-    num_phones = int(max(max(max(q, default=0) for q in questions), stats.keys[:, :3].max(), max(max(r.phones) for r in roots))) + 1
+    largest = max(max((max(q, default=0) for q in questions), default=0), int(stats.keys[:, :3].max()),
+                  max(max(r.phones) for r in roots))
+    num_phones = largest + 1
     membership = np.zeros((len(questions), num_phones), dtype=bool)
     for i, q in enumerate(questions):
         membership[i, sorted(q)] = True

@@ -111,7 +111,8 @@ def make_questions(stats: TreeStats, phones: SymbolTable, silence_phones: list[s
     sil_ids = [phones.id(s) for s in silence_phones if s in phones]
     questions.append(frozenset(sil_ids))
     questions.append(frozenset(sil_ids + [0]))  # silence or the utterance edge
-    position = {tag: frozenset(i for i, sym in enumerate(phones.symbols) if i > 0 and sym.endswith(tag) and base_phone(sym) != sym)
+    position = {tag: frozenset(i for i, sym in enumerate(phones.symbols)
+                               if i > 0 and sym.endswith(tag) and base_phone(sym) != sym)
                 for tag in POSITIONS}
     if any(position.values()):
         questions += [q for q in position.values() if q]

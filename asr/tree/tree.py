@@ -35,7 +35,9 @@ class DecisionTree:
                  no: np.ndarray, pdf: np.ndarray, questions: list[frozenset[int]]):
         self.roots = roots
         self.key, self.question = np.asarray(key, dtype=np.int64), np.asarray(question, dtype=np.int64)
-        self.yes, self.no, self.pdf = np.asarray(yes, dtype=np.int64), np.asarray(no, dtype=np.int64), np.asarray(pdf, dtype=np.int64)
+        self.yes = np.asarray(yes, dtype=np.int64)
+        self.no = np.asarray(no, dtype=np.int64)
+        self.pdf = np.asarray(pdf, dtype=np.int64)
         self.questions = [frozenset(q) for q in questions]
         self._memo: dict[tuple[int, int, int, int], int] = {}
 
