@@ -101,8 +101,8 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
     # The old alignment mapped through the tree (Kaldi's convert-ali) until the first realignment.
     frame_pdfs = {}
     for u, t in tids.items():
-        keys = frame_keys(t, trans)
-        frame_pdfs[u] = np.array([tree.pdf_of(*map(int, k)) for k in keys], dtype=np.int64)
+        uniq, inverse = np.unique(frame_keys(t, trans), axis=0, return_inverse=True)
+        frame_pdfs[u] = np.array([tree.pdf_of(*map(int, k)) for k in uniq], dtype=np.int64)[inverse.reshape(-1)]
 
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, tree, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))
