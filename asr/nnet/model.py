@@ -14,7 +14,6 @@ phones.txt / words.txt / lexicon.txt, graph.npz (``asr mkgraph``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +22,12 @@ import torch
 
 from asr.decode.viterbi import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
-from asr.hmm.context import load_context
-from asr.hmm.topology import Topology, TransitionModel
+from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import splice
+from asr.model_dir import read_hmm_side, read_meta, write_hmm_side
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.utils import AsrError, atomic_path, write_text_atomic
+from asr.utils import AsrError, atomic_path
 
 
 def state_log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -84,38 +83,20 @@ class DnnHmm:
             torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, tmp)
         with atomic_path(model_dir / "model.npz") as tmp:
             np.savez(tmp, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
-        self.phones.write(model_dir / "phones.txt")
-        self.words.write(model_dir / "words.txt")
-        self.lexicon.write(model_dir / "lexicon.txt")
-        meta = {
-            "type": self.kind, "net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
-            "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale, "feature": self.feature.to_dict(),
-            "pipeline": self.pipeline.to_dict(), "topology": self.trans.topo.to_dict(), "context": self.ctx.to_dict(),
-            "silence_phone": self.silence_phone, "decoder": self.decoder.to_dict(), "info": self.info,
-        }
-        write_text_atomic(model_dir / "model.json", json.dumps(meta, indent=1) + "\n")
+        write_hmm_side(model_dir, self, {"net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
+                                         "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale})
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> "DnnHmm":
         model_dir = Path(model_dir)
-        if not (model_dir / "model.json").exists():
-            raise AsrError(f"{model_dir} is not a model dir (no model.json)")
-        meta = json.loads((model_dir / "model.json").read_text())
-        if meta.get("type") != cls.kind:
-            raise AsrError(f"{model_dir} holds a {meta.get('type')!r} model, not a DNN")
+        meta = read_meta(model_dir, cls.kind)
         with np.load(model_dir / "model.npz") as z:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
-        topo = Topology.from_dict(meta["topology"])
         net = AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"], meta["num_pdfs"])
         net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
         net.to(device).eval()
-        return cls(
-            phones=SymbolTable.read(model_dir / "phones.txt"), words=SymbolTable.read(model_dir / "words.txt"),
-            lexicon=Lexicon.read(model_dir / "lexicon.txt"), trans=TransitionModel(topo, trans_lp),
-            ctx=load_context(meta["context"], topo), net=net, log_priors=log_priors,
-            feature=FeatureConfig.from_dict(meta["feature"]), pipeline=FeaturePipeline.from_dict(meta["pipeline"]),
-            silence_phone=meta.get("silence_phone", "SIL"), decoder=DecoderConfig.from_dict(meta.get("decoder", {})),
-            prior_scale=meta.get("prior_scale", 1.0), info=meta.get("info", {}), device=device)
+        return cls(net=net, log_priors=log_priors, prior_scale=meta.get("prior_scale", 1.0), device=device,
+                   **read_hmm_side(model_dir, meta, trans_lp))
 
 
 class Ensemble:

@@ -1,0 +1,51 @@
+"""What every model dir shares: the HMM side (lexicon, topology, tree, features, decoder).
+
+A GMM-HMM and a hybrid DNN-HMM differ only in their acoustic scorer; the tables, the
+transition model, the context dependency, the feature pipeline and the decoder defaults
+are written and read here once for both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asr.decode.viterbi import DecoderConfig
+from asr.features import FeatureConfig, FeaturePipeline
+from asr.hmm.context import load_context
+from asr.hmm.topology import Topology, TransitionModel
+from asr.lang.lexicon import Lexicon, SymbolTable
+from asr.utils import AsrError, write_text_atomic
+
+
+def write_hmm_side(model_dir: Path, model, extra: dict) -> None:
+    """phones.txt, words.txt, lexicon.txt and model.json (shared fields + ``extra``)."""
+    model.phones.write(model_dir / "phones.txt")
+    model.words.write(model_dir / "words.txt")
+    model.lexicon.write(model_dir / "lexicon.txt")
+    meta = {"type": model.kind, "feature": model.feature.to_dict(), "pipeline": model.pipeline.to_dict(),
+            "topology": model.trans.topo.to_dict(), "context": model.ctx.to_dict(),
+            "silence_phone": model.silence_phone, "decoder": model.decoder.to_dict(), "info": model.info, **extra}
+    write_text_atomic(model_dir / "model.json", json.dumps(meta, indent=1) + "\n")
+
+
+def read_meta(model_dir: Path, kind: str) -> dict:
+    """model.json of a model dir that must hold a ``kind`` model."""
+    if not (model_dir / "model.json").exists():
+        raise AsrError(f"{model_dir} is not a model dir (no model.json)")
+    meta = json.loads((model_dir / "model.json").read_text())
+    if meta.get("type") != kind:
+        raise AsrError(f"{model_dir} holds a {meta.get('type')!r} model, not a {kind!r} one")
+    return meta
+
+
+def read_hmm_side(model_dir: Path, meta: dict, trans_log_probs: np.ndarray) -> dict:
+    """The shared constructor arguments of a model class, read back."""
+    topo = Topology.from_dict(meta["topology"])
+    return {"phones": SymbolTable.read(model_dir / "phones.txt"), "words": SymbolTable.read(model_dir / "words.txt"),
+            "lexicon": Lexicon.read(model_dir / "lexicon.txt"), "trans": TransitionModel(topo, trans_log_probs),
+            "ctx": load_context(meta["context"], topo), "feature": FeatureConfig.from_dict(meta["feature"]),
+            "pipeline": FeaturePipeline.from_dict(meta["pipeline"]), "silence_phone": meta.get("silence_phone", "SIL"),
+            "decoder": DecoderConfig.from_dict(meta.get("decoder", {})), "info": meta.get("info", {})}
