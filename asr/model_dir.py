@@ -31,12 +31,12 @@ def write_hmm_side(model_dir: Path, model, extra: dict) -> None:
     write_text_atomic(model_dir / "model.json", json.dumps(meta, indent=1) + "\n")
 
 
-def read_meta(model_dir: Path, kind: str) -> dict:
-    """model.json of a model dir that must hold a ``kind`` model."""
+def read_meta(model_dir: Path, kind: str | None = None) -> dict:
+    """model.json of a model dir (that must hold a ``kind`` model, when given)."""
     if not (model_dir / "model.json").exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
     meta = json.loads((model_dir / "model.json").read_text())
-    if meta.get("type") != kind:
+    if kind is not None and meta.get("type") != kind:
         raise AsrError(f"{model_dir} holds a {meta.get('type')!r} model, not a {kind!r} one")
     return meta
 

@@ -7,10 +7,7 @@ import pytest
 
 from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
 from asr.graph.compile import DecodingGraph, compile_graph
-from asr.hmm.context import MonophoneContext
-from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.arpa import lm_to_automaton, read_arpa, write_unigram_arpa
-from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.utils import AsrError
 
 INF = math.inf
@@ -154,13 +151,8 @@ def test_empty_utterance_rejected():
 
 
 @pytest.fixture(scope="module")
-def real_graph(tmp_path_factory):
-    phones = SymbolTable(["SIL", "A", "B"])
-    words = SymbolTable(["X", "Y"])
-    topo = Topology.default([1, 2, 3], [1], nonsil_states=2, sil_states=3)
-    trans = TransitionModel(topo)
-    ctx = MonophoneContext(topo)
-    lex = Lexicon({"X": [["A", "B"]], "Y": [["B"]]})
+def real_graph(tmp_path_factory, tiny_mono):
+    phones, words, trans, ctx, lex = tiny_mono.phones, tiny_mono.words, tiny_mono.trans, tiny_mono.ctx, tiny_mono.lex
     arpa = tmp_path_factory.mktemp("lm") / "G.arpa"
     write_unigram_arpa(arpa, ["X", "Y"])
     lm = lm_to_automaton(read_arpa(arpa))

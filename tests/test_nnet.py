@@ -11,10 +11,7 @@ import torch
 from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
 from asr.features import FeatureConfig, FeaturePipeline, splice_frames
 from asr.graph.compile import compile_graph
-from asr.hmm.context import MonophoneContext
-from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.arpa import LmAutomaton
-from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import FrameSet, splice, window_indices
 from asr.nnet.model import DnnHmm, Ensemble, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
@@ -168,13 +165,8 @@ def test_held_out_split_is_by_speaker():
 
 
 @pytest.fixture(scope="module")
-def tiny_system():
-    phones = SymbolTable(["SIL", "A", "B"])
-    words = SymbolTable(["X", "Y"])
-    topo = Topology.default([1, 2, 3], [1], nonsil_states=2, sil_states=3)
-    trans = TransitionModel(topo)
-    ctx = MonophoneContext(topo)
-    lex = Lexicon({"X": [["A", "B"]], "Y": [["B"]]})
+def tiny_system(tiny_mono):
+    phones, words, trans, ctx, lex = tiny_mono.phones, tiny_mono.words, tiny_mono.trans, tiny_mono.ctx, tiny_mono.lex
     lm = LmAutomaton(1, 0, [(0, "X", 0, 0.7), (0, "Y", 0, 0.7)], [], {0: 0.7})
     graph = compile_graph(lex, words, phones, lm, trans, ctx)
     return phones, words, lex, trans, ctx, graph

@@ -47,6 +47,12 @@ class GmmTrainConfig(Config):
     norm_vars: bool = False
 
 
+def global_stats(feats: dict[str, np.ndarray], utts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean (D,), variance (D,) and number of all training frames (flat start, variance floor)."""
+    x = np.concatenate([feats[u] for u in utts]).astype(np.float64)
+    return x.mean(0), x.var(0), len(x)
+
+
 def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
            cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str) -> list[dict]:
     """Train ``model`` in place from initial per-frame pdfs; returns the per-iteration log.

@@ -19,7 +19,7 @@ from asr.datadir import DataDir
 from asr.decode.viterbi import DecoderConfig
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.em import GmmTrainConfig, finish_training, run_em
+from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align import equal_alignment
 from asr.hmm.align_data import Aligner
@@ -58,9 +58,7 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone,
                                      cfg.sil_prob, utt)
               for utt in data.utts()}
-    all_frames = np.concatenate([feats[u] for u in data.utts()]).astype(np.float64)
-    mean, var, num_frames = all_frames.mean(0), all_frames.var(0), len(all_frames)
-    del all_frames
+    mean, var, num_frames = global_stats(feats, data.utts())
     gmm = DiagGmmSet.flat_start(ctx.num_pdfs, mean, var)
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, ctx, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))

@@ -25,7 +25,7 @@ from asr.datadir import DataDir
 from asr.decode.viterbi import DecoderConfig
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.em import GmmTrainConfig, finish_training, run_em
+from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner
 from asr.hmm.align_graph import build_align_graph
@@ -79,16 +79,11 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
     tids = {u: t for u, t in read_alignments(ali_dir, "tid").items() if u in data.text}
     if not tids:
         raise AsrError(f"{ali_dir} has no alignment of an utterance in {data_dir}")
-    for u, t in tids.items():
-        if len(t) and (t.min() < 0 or t.max() >= trans.num_tids):
-            raise AsrError(f"{ali_dir}: alignment of {u} does not fit the topology of {lang_dir}")
     stats = accumulate_tree_stats(feats, tids, trans)
     tree = grow_tree(stats, lang, trans, cfg)
 
     # One Gaussian per leaf; a leaf no frame reached (an unseen phone) gets the global Gaussian.
-    all_frames = np.concatenate([feats[u] for u in data.utts()]).astype(np.float64)
-    mean, var, num_frames = all_frames.mean(0), all_frames.var(0), len(all_frames)
-    del all_frames
+    mean, var, num_frames = global_stats(feats, data.utts())
     var_floor = cfg.var_floor * var
     leaf = leaf_statistics(tree, stats)
     D = stats.sum.shape[1]

@@ -33,12 +33,9 @@ from torch import nn
 from tqdm import tqdm
 
 from asr.datadir import DataDir
-from asr.decode.viterbi import DecoderConfig
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.hmm.alignments import read_alignments
-from asr.hmm.context import load_context
-from asr.hmm.topology import Topology, TransitionModel
-from asr.lang.lexicon import Lexicon, SymbolTable
+from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
@@ -186,14 +183,10 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    meta_path = gmm_dir / "model.json"
-    if not meta_path.exists():
-        raise AsrError(f"{gmm_dir} is not a model dir (no model.json)")
-    meta = json.loads(meta_path.read_text())
-    topo = Topology.from_dict(meta["topology"])
-    ctx = load_context(meta["context"], topo)
+    meta = read_meta(gmm_dir)  # a GMM, or a DNN when retraining on its realignment
     with np.load(gmm_dir / "model.npz") as z:
-        trans = TransitionModel(topo, z["trans_log_probs"])
+        hmm = read_hmm_side(gmm_dir, meta, z["trans_log_probs"])
+    trans, ctx = hmm["trans"], hmm["ctx"]
     data = DataDir.load(data_dir)
     pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
     feats = load_features(data_dir, pipeline)
@@ -283,11 +276,9 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     if state["best_weights"] is not None:
         net.load_state_dict(state["best_weights"])
     net.cpu().eval()
-    model = DnnHmm(SymbolTable.read(gmm_dir / "phones.txt"), SymbolTable.read(gmm_dir / "words.txt"),
-                   Lexicon.read(gmm_dir / "lexicon.txt"), trans, ctx, net, log_priors, read_feature_config(data_dir),
-                   pipeline, meta.get("silence_phone", "SIL"),
-                   DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=meta.get("decoder", {}).get(
-                       "transition_scale", 0.1)), cfg.prior_scale)
+    model = DnnHmm(hmm["phones"], hmm["words"], hmm["lexicon"], trans, ctx, net, log_priors,
+                   read_feature_config(data_dir), pipeline, hmm["silence_phone"],
+                   dataclasses.replace(hmm["decoder"], acoustic_scale=cfg.acoustic_scale), cfg.prior_scale)
     model.info = {"train_data": str(data_dir), "ali": str(ali_dir), "gmm": str(gmm_dir),
                   "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
