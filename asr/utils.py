@@ -96,3 +96,13 @@ class Config:
             raise AsrError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))} "
                            f"(known: {', '.join(sorted(known))})")
         return cls(**d)
+
+
+def from_flat_section(cls: type[C], nested_cls: type, opts: dict, key: str = "net") -> C:
+    """A config with a nested ``key`` config (e.g. a trainer's network) from one flat TOML
+    section: the nested config's option names go to it, the rest to ``cls``."""
+    nested_keys = {f.name for f in dataclasses.fields(nested_cls)}
+    nested = {k: v for k, v in opts.items() if k in nested_keys}
+    rest = {k: v for k, v in opts.items() if k not in nested_keys}
+    return cls.from_dict({**rest, key: nested_cls.from_dict(nested)})  # type: ignore[attr-defined]
+

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.utils import AsrError, Config, atomic_path, write_text_atomic
+from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,7 @@ class TrainConfig(Config):
     @classmethod
     def from_flat(cls, opts: dict) -> "TrainConfig":
         """Options from one flat TOML section: network keys go to ``net``, the rest here."""
-        net_keys = {f.name for f in dataclasses.fields(NetConfig)}
-        net = {k: v for k, v in opts.items() if k in net_keys}
-        rest = {k: v for k, v in opts.items() if k not in net_keys}
-        return cls.from_dict({**rest, "net": NetConfig.from_dict(net)})
+        return from_flat_section(cls, NetConfig, opts)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -217,24 +214,15 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     ckpt = out_dir / "checkpoint.pt"
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
                               "ali": str(ali_dir.resolve()), "frames": len(train_set)}, sort_keys=True)
-    state = {"epoch": 0, "lr": cfg.learning_rate, "halving": False, "halvings": 0, "history": [],
-             "best_cv": math.inf, "best_weights": None}
+    schedule = Newbob.from_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved.get("fingerprint") == fingerprint:
-            net.load_state_dict(saved["weights"])
-            opt.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            log.info("resuming DNN training after epoch %d from %s", state["epoch"], ckpt)
-        else:
-            log.warning("%s was written with other options or data; starting from scratch", ckpt)
-    gen = torch.Generator().manual_seed(cfg.seed + state["epoch"])
+    load_checkpoint(ckpt, fingerprint, net, opt, schedule)
+    gen = torch.Generator().manual_seed(cfg.seed + schedule.epoch)
     done = False
-    while not done and state["epoch"] < cfg.max_epochs:
-        epoch = state["epoch"] + 1
+    while not done and schedule.epoch < cfg.max_epochs:
+        epoch = schedule.epoch + 1
         for g in opt.param_groups:
-            g["lr"] = state["lr"]
+            g["lr"] = schedule.lr
         t0 = time.time()
         order = frame_order(train_set, cfg.curriculum and epoch == 1, gen)[rank::world]
         tr_loss, tr_acc = run_epoch(trainer, train_set, order, cfg, opt, f"epoch {epoch}")
@@ -242,39 +230,17 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
             torch.cuda.synchronize()
         seconds = time.time() - t0
         cv_loss, cv_acc = run_epoch(net, cv_set, None, cfg, None, "held-out") if cv_set else (tr_loss, tr_acc)
-        row = {"epoch": epoch, "lr": state["lr"], "train_loss": tr_loss, "train_acc": tr_acc, "cv_loss": cv_loss,
+        row = {"epoch": epoch, "lr": schedule.lr, "train_loss": tr_loss, "train_acc": tr_acc, "cv_loss": cv_loss,
                "cv_acc": cv_acc, "seconds": round(seconds, 2), "frames_per_second": round(len(train_set) / seconds),
                "ranks": world}
-        prev = state["best_cv"]
-        improvement = (prev - cv_loss) / abs(prev) if math.isfinite(prev) else math.inf
-        if cv_loss < prev:
-            state["best_cv"] = cv_loss
-            state["best_weights"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            row["accepted"] = True
-        else:
-            net.load_state_dict(state["best_weights"])  # newbob: reject the epoch
-            row["accepted"] = False
-        if epoch >= cfg.min_epochs:
-            if state["halving"] and improvement < cfg.stop_threshold:
-                done = True
-            elif improvement < cfg.halving_threshold:
-                state["halving"] = True
-        if state["halving"] and not done:
-            state["lr"] /= 2
-            state["halvings"] += 1
-            if state["halvings"] > cfg.max_halvings:
-                done = True
-        state["history"].append(row)
-        state["epoch"] = epoch
+        done = schedule.end_epoch(net, cv_loss, row)
         log.info("epoch %2d: lr %.3g train loss %.4f acc %.3f | held-out loss %.4f acc %.3f | %.1f s, %.0f frames/s%s",
                  epoch, row["lr"], tr_loss, tr_acc, cv_loss, cv_acc, seconds, row["frames_per_second"],
                  "" if row["accepted"] else " (rejected)")
         if rank == 0:
-            with atomic_path(ckpt) as tmp:
-                torch.save({"fingerprint": fingerprint, "weights": net.state_dict(), "optimizer": opt.state_dict(),
-                            "state": state}, tmp)
-    if state["best_weights"] is not None:
-        net.load_state_dict(state["best_weights"])
+            save_checkpoint(ckpt, fingerprint, net, opt, schedule)
+    schedule.restore_best(net)
+    state = schedule.state
     net.cpu().eval()
     model = DnnHmm(hmm["phones"], hmm["words"], hmm["lexicon"], trans, ctx, net, log_priors,
                    read_feature_config(data_dir), pipeline, hmm["silence_phone"],

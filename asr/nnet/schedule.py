@@ -1,0 +1,111 @@
+"""What every network trainer shares: "newbob" learning-rate control and resumable checkpoints.
+
+Newbob (Kaldi nnet1): after each epoch the held-out loss decides. An epoch that makes it
+worse is rejected (the best weights are restored); once the relative improvement drops
+below ``halving_threshold`` the learning rate is halved every epoch, and training stops
+when the improvement drops below ``stop_threshold`` while halving, after
+``max_halvings`` halvings, or at ``max_epochs`` (the caller's loop). The first
+``keep_first`` epochs are never rejected (CTC training sits on an all-blank plateau for a
+while, with a noisy held-out loss; restoring an early best there would keep it stuck).
+
+The checkpoint holds weights, optimiser state and the schedule's state, tagged with a
+fingerprint of the options and data, so a rerun with the same inputs resumes after its
+last finished epoch and a rerun with other inputs starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from asr.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+class Newbob:
+    """Learning-rate schedule state; ``state`` is plain data so it goes into a checkpoint."""
+
+    def __init__(self, learning_rate: float, min_epochs: int, halving_threshold: float, stop_threshold: float,
+                 max_halvings: int, keep_first: int = 0):
+        self.min_epochs, self.halving_threshold, self.keep_first = min_epochs, halving_threshold, keep_first
+        self.stop_threshold, self.max_halvings = stop_threshold, max_halvings
+        self.state = {"epoch": 0, "lr": learning_rate, "halving": False, "halvings": 0, "history": [],
+                      "best_cv": math.inf, "best_weights": None}
+
+    @classmethod
+    def from_config(cls, cfg, keep_first: int = 0) -> "Newbob":
+        """From any trainer config with the newbob fields."""
+        return cls(cfg.learning_rate, cfg.min_epochs, cfg.halving_threshold, cfg.stop_threshold, cfg.max_halvings,
+                   keep_first)
+
+    @property
+    def lr(self) -> float:
+        return self.state["lr"]
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    def end_epoch(self, net: torch.nn.Module, cv_loss: float, row: dict) -> bool:
+        """Record an epoch's held-out loss; keep or reject its weights; True when training is done.
+
+        ``row`` (the epoch's log line) gains ``accepted`` and goes into the history.
+        """
+        s = self.state
+        prev = s["best_cv"]
+        improvement = (prev - cv_loss) / abs(prev) if math.isfinite(prev) else math.inf
+        epoch = s["epoch"] + 1
+        if cv_loss < prev:
+            s["best_cv"] = cv_loss
+            s["best_weights"] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            row["accepted"] = True
+        elif epoch <= self.keep_first:
+            row["accepted"] = True  # kept to train on, though not the best so far
+        else:
+            net.load_state_dict(s["best_weights"])
+            row["accepted"] = False
+        done = False
+        if epoch >= self.min_epochs:
+            if s["halving"] and improvement < self.stop_threshold:
+                done = True
+            elif improvement < self.halving_threshold:
+                s["halving"] = True
+        if s["halving"] and not done:
+            s["lr"] /= 2
+            s["halvings"] += 1
+            if s["halvings"] > self.max_halvings:
+                done = True
+        s["history"].append(row)
+        s["epoch"] = epoch
+        return done
+
+    def restore_best(self, net: torch.nn.Module) -> None:
+        if self.state["best_weights"] is not None:
+            net.load_state_dict(self.state["best_weights"])
+
+
+def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                    schedule: Newbob) -> bool:
+    """Resume from ``path`` when it was written for the same ``fingerprint``; True if resumed."""
+    if not path.exists():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("fingerprint") != fingerprint:
+        log.warning("%s was written with other options or data; starting from scratch", path)
+        return False
+    net.load_state_dict(saved["weights"])
+    opt.load_state_dict(saved["optimizer"])
+    schedule.state = saved["state"]
+    log.info("resuming training after epoch %d from %s", schedule.epoch, path)
+    return True
+
+
+def save_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                    schedule: Newbob) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fingerprint, "weights": net.state_dict(), "optimizer": opt.state_dict(),
+                    "state": schedule.state}, tmp)
