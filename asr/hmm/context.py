@@ -39,11 +39,14 @@ class MonophoneContext:
 
 
 def load_context(d: dict, topo: Topology):
-    """Rebuild the context-dependency object saved by ``ctx.to_dict()`` (mono or tree)."""
+    """Rebuild the context-dependency object saved by ``ctx.to_dict()`` (mono, tree or ctc)."""
+    from asr.hmm.ctc_topology import CtcContext
     from asr.tree.tree import DecisionTree
 
     if d["kind"] == "mono":
         return MonophoneContext(topo)
     if d["kind"] == "tree":
         return DecisionTree.from_dict(d)
+    if d["kind"] == "ctc":
+        return CtcContext.from_dict(d)
     raise AsrError(f"unknown context-dependency kind {d['kind']!r}")

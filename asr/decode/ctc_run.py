@@ -1,0 +1,85 @@
+"""Graph-free decoding of a CTC model: greedy or prefix beam search over its tokens.
+
+The output is in the model's units: phones for a phone-token model (scored as a phone
+error rate against the reference's lexicon pronunciations), words for a character model
+(scored as WER). Lexicon + LM decoding of the same model is ``decode_data_dir`` with the
+model's graph.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from asr.decode.ctc_search import greedy_search, prefix_beam_nbest, prefix_beam_search
+from asr.decode.run import features_for_files, frame_shift_s, load_model, write_decode_outputs
+from asr.features import load_features
+from asr.score import ErrorCounts, read_text, score_texts
+from asr.utils import AsrError
+
+log = logging.getLogger(__name__)
+SEARCHES = ("greedy", "prefix")
+
+
+def _search(model, feats: dict[str, np.ndarray], search: str, beam: int, desc: str) -> dict[str, list[str]]:
+    if getattr(model, "kind", None) != "ctc":
+        raise AsrError(f"--search {search} needs a CTC model dir")
+    if search not in SEARCHES:
+        raise AsrError(f"--search must be one of {', '.join(SEARCHES)} or graph, got {search!r}")
+    out = {}
+    for u, f in tqdm(feats.items(), desc=desc, unit="utt", leave=False, disable=None):
+        lp = model.log_posteriors(f).numpy()
+        ids = greedy_search(lp) if search == "greedy" else prefix_beam_search(lp, beam)
+        out[u] = model.tokens.decode(ids)
+    return out
+
+
+def search_files(model_dir: str | Path, paths: list[str], search: str = "greedy", beam: int = 8,
+                 nbest: int = 1, device: str = "cpu") -> dict[str, list[tuple[list[str], float]]]:
+    """Token (phone model) or word (character model) transcripts of audio files: the
+    ``nbest`` best of each (greedy: one) with their log-probabilities."""
+    model = load_model(model_dir, device)
+    if getattr(model, "kind", None) != "ctc":
+        raise AsrError(f"--search {search} needs a CTC model dir")
+    out = {}
+    for p, f in features_for_files(model, paths).items():
+        lp = model.log_posteriors(f).numpy()
+        if search == "greedy":
+            if nbest > 1:
+                raise AsrError("--nbest needs --search prefix (greedy search has one path)")
+            ids = greedy_search(lp)
+            out[p] = [(model.tokens.decode(ids), float(lp.max(axis=1).sum()))]
+        else:
+            out[p] = [(model.tokens.decode(ids), score) for ids, score in prefix_beam_nbest(lp, max(beam, nbest))[:nbest]]
+    return out
+
+
+def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, search: str = "greedy",
+                    beam: int = 8) -> ErrorCounts | None:
+    """Decode a data dir into ``out_dir`` (hyp.txt; wer.txt with %PER or %WER when it has text)."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    model = load_model(model_dir)
+    t0 = time.time()
+    feats = load_features(data_dir, model.pipeline)
+    hyp = _search(model, feats, search, beam, f"{search} {data_dir.name}")
+    seconds = time.time() - t0
+    audio_seconds = sum(len(f) for f in feats.values()) * frame_shift_s(model) / model.subsample
+    counts, per_utt = None, []
+    unit = "phone" if model.tokens.kind == "phone" else "word"
+    if (data_dir / "text").exists():
+        ref = read_text(data_dir / "text")
+        if unit == "phone":
+            tok = model.tokens
+            ref = {u: [tok.symbols[i] for i in tok.encode(ws, model.lexicon, u)] for u, ws in ref.items()}
+        counts, per_utt = score_texts(ref, hyp)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(feats),
+            "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2), "configs_tried": 1,
+            "rtf": round(seconds / max(audio_seconds, 1e-9), 4), "config": {"search": search, "beam": beam},
+            "selection": f"{search} search, no LM"}
+    write_decode_outputs(out_dir, hyp, counts, per_utt, info, [f"# CTC {search} search, no lexicon or LM"], unit)
+    return counts

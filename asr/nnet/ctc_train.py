@@ -1,0 +1,328 @@
+"""CTC training of the (Bi)LSTM acoustic model on whole utterances; no alignment needed.
+
+EESEN / Deep Speech 2 in torch: fbank with per-speaker CMVN, padded batches of
+utterances sorted by length (little padding is wasted), ``torch.nn.CTCLoss``, Adam or
+AdaDelta with gradient-norm clipping, newbob learning-rate halving and early stopping on
+a held-out set of training speakers (:mod:`asr.nnet.schedule`), SortaGrad (the first
+epoch visits batches shortest first), optional SpecAugment (frequency and time masks) and
+speed perturbation (extra copies of the training audio resampled by each factor, Kaldi's
+``perturb_data_dir_speed.sh``). Every epoch is checkpointed; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from asr.datadir import AudioReader, DataDir
+from asr.decode.ctc_search import collapse
+from asr.decode.viterbi import DecoderConfig
+from asr.features import (FeaturePipeline, apply_cmvn, cmvn_stats, compute_features, load_features,
+                          read_feature_config, transform)
+from asr.lang.prepare import Lang
+from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
+from asr.nnet.ctc_net import CtcNet, CtcNetConfig
+from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+from asr.nnet.tokens import KINDS, TokenSet
+from asr.nnet.train import split_speakers
+from asr.score import align_words
+from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CtcTrainConfig(Config):
+    """Training options (recipe ``[ctc]`` section); network shape is in ``net``."""
+
+    net: CtcNetConfig = field(default_factory=CtcNetConfig)
+    tokens: str = "phone"  # phone | char
+    optimizer: str = "adam"  # adam | adadelta
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0  # max gradient norm
+    batch_frames: int = 12000  # padded input frames per batch
+    max_epochs: int = 30
+    min_epochs: int = 5
+    halving_threshold: float = 0.01
+    stop_threshold: float = 0.001
+    max_halvings: int = 6
+    cv_fraction: float = 0.1
+    cv_by: str = "speaker"
+    sortagrad: bool = True  # epoch 1: shortest batches first
+    spec_augment: bool = False
+    freq_masks: int = 2
+    freq_mask_width: int = 8  # bins, at most
+    time_masks: int = 2
+    time_mask_width: int = 20  # frames, at most (and at most a fifth of the utterance)
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.1]: extra copies
+    acoustic_scale: float = 0.5  # decoder default: LM weight relative to the log-posteriors
+    prior_scale: float = 0.0  # graph decoding scores: log posterior - prior_scale * log token prior
+    cmvn: bool = True
+    norm_vars: bool = False
+    delta_order: int = 0  # 40 fbank as they are (EESEN appends deltas: 2)
+    device: str = "cpu"
+    bf16: bool = False
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.net, dict):
+            self.net = CtcNetConfig.from_dict(self.net)
+        if self.tokens not in KINDS:
+            raise AsrError(f"tokens must be one of {', '.join(KINDS)}, got {self.tokens!r}")
+        if self.optimizer not in ("adam", "adadelta"):
+            raise AsrError(f"optimizer must be adam or adadelta, got {self.optimizer!r}")
+        if any(f <= 0 for f in self.speed_perturb):
+            raise AsrError("speed_perturb factors must be positive")
+
+    @classmethod
+    def from_flat(cls, opts: dict) -> "CtcTrainConfig":
+        """Options from one flat TOML section: network keys go to ``net``, the rest here."""
+        return from_flat_section(cls, CtcNetConfig, opts)
+
+
+def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, pipeline: FeaturePipeline,
+                    desc: str) -> dict[str, np.ndarray]:
+    """Features of ``utts`` played ``factor`` times faster (resampled, so pitch moves too, as in
+    Kaldi), with CMVN per perturbed speaker."""
+    import torchaudio
+
+    rate = feature_cfg.sample_rate
+    raw = {}
+    audio = AudioReader(data, rate)
+    for u in tqdm(utts, desc=desc, unit="utt", leave=False, disable=None):
+        samples, _ = audio(u)
+        wave = torchaudio.functional.resample(torch.as_tensor(samples, dtype=torch.float32),
+                                              orig_freq=round(rate * factor), new_freq=rate)
+        raw[u] = compute_features(wave.numpy(), feature_cfg)
+    out = {}
+    by_spk: dict[str, list[str]] = {}
+    for u in utts:
+        by_spk.setdefault(data.utt2spk[u], []).append(u)
+    for spk_utts in by_spk.values():
+        stats = cmvn_stats(raw[u] for u in spk_utts) if pipeline.cmvn else None
+        for u in spk_utts:
+            f = apply_cmvn(raw[u], stats, pipeline.norm_vars) if stats is not None else raw[u]
+            out[f"sp{factor:g}-{u}"] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
+    return out
+
+
+@dataclass
+class Utterances:
+    """Features and token targets of a set of utterances, ordered by length."""
+
+    keys: list[str]
+    feats: list[torch.Tensor]  # (T, D) each
+    targets: list[torch.Tensor]  # (L,) each
+
+    def batches(self, batch_frames: int) -> list[list[int]]:
+        """Consecutive (similar-length) utterances, at most ``batch_frames`` padded frames each."""
+        out, cur, longest = [], [], 0
+        for i, f in enumerate(self.feats):
+            longest2 = max(longest, len(f))
+            if cur and longest2 * (len(cur) + 1) > batch_frames:
+                out.append(cur)
+                cur, longest2 = [], len(f)
+            cur.append(i)
+            longest = longest2
+        if cur:
+            out.append(cur)
+        return out
+
+    def collate(self, idx: list[int], device: torch.device):
+        feats = [self.feats[i] for i in idx]
+        x = nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        lengths = torch.tensor([len(f) for f in feats])
+        tgt = [self.targets[i] for i in idx]
+        return x, lengths, torch.cat(tgt), torch.tensor([len(t) for t in tgt])
+
+
+def build_utterances(feats: dict[str, np.ndarray], targets: dict[str, list[int]], keys: list[str],
+                     subsample: int) -> Utterances:
+    """Sorted by length; utterances too short for their transcript (CTC needs an output frame per
+    token, plus one between repeats) are dropped with a warning."""
+    kept, short = [], []
+    for k in keys:
+        t = targets[k]
+        need = len(t) + sum(a == b for a, b in zip(t, t[1:]))
+        (kept if (len(feats[k]) + subsample - 1) // subsample >= max(need, 1) else short).append(k)
+    if short:
+        log.warning("%d utterance(s) too short for their transcripts are skipped: %s", len(short),
+                    " ".join(short[:10]))
+    kept.sort(key=lambda k: (len(feats[k]), k))
+    return Utterances(kept, [torch.as_tensor(feats[k]) for k in kept],
+                      [torch.tensor(targets[k], dtype=torch.int64) for k in kept])
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, cfg: CtcTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment's masks (Park et al. 2019) on a padded (N, T, D) batch: zero (= the CMVN mean)
+    ``freq_masks`` bands of up to ``freq_mask_width`` bins and ``time_masks`` spans of up to
+    ``time_mask_width`` frames per utterance."""
+    x = x.clone()
+    N, T, D = x.shape
+    for n in range(N):
+        for _ in range(cfg.freq_masks):
+            w = int(torch.randint(0, cfg.freq_mask_width + 1, (1,), generator=gen))
+            f0 = int(torch.randint(0, max(D - w, 0) + 1, (1,), generator=gen))
+            x[n, :, f0:f0 + w] = 0
+        L = int(lengths[n])
+        for _ in range(cfg.time_masks):
+            w = int(torch.randint(0, min(cfg.time_mask_width, L // 5) + 1, (1,), generator=gen))
+            t0 = int(torch.randint(0, max(L - w, 0) + 1, (1,), generator=gen))
+            x[n, t0:t0 + w] = 0
+    return x
+
+
+def token_log_priors(net: CtcNet, data: Utterances, batch_frames: int, floor: float = 1e-8) -> np.ndarray:
+    """(V,) log of the mean token posterior over every output frame of ``data`` (floored)."""
+    device = next(net.parameters()).device
+    net.eval()
+    total = torch.zeros(net.num_tokens, dtype=torch.float64)
+    with torch.no_grad():
+        for idx in data.batches(batch_frames):
+            x, lengths, _, _ = data.collate(idx, device)
+            logp, out_len = net(x, lengths)
+            mask = torch.arange(logp.shape[1])[None] < out_len[:, None]
+            total += logp.exp()[mask.to(logp.device)].sum(0).double().cpu()
+    p = np.maximum(total.numpy() / max(float(total.sum()), 1e-30), floor)
+    return np.log(p / p.sum())
+
+
+def run_epoch(net: CtcNet, data: Utterances, batches: list[list[int]], cfg: CtcTrainConfig,
+              opt: torch.optim.Optimizer | None, gen: torch.Generator, desc: str) -> tuple[float, float]:
+    """One pass (training when ``opt`` is given): (loss per target token, greedy token error rate)."""
+    device = next(net.parameters()).device
+    train = opt is not None
+    net.train(train)
+    loss_fn = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    total, tokens, errors = 0.0, 0, 0
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
+        x, lengths, tgt, tgt_len = data.collate(idx, device)
+        if train and cfg.spec_augment:
+            x = spec_augment(x, lengths, cfg, gen)
+        with torch.set_grad_enabled(train), autocast:
+            logp, out_len = net(x, lengths)
+            # CTCLoss wants (T, N, V); on CPU the targets stay on CPU.
+            loss = loss_fn(logp.float().transpose(0, 1), tgt.to(device), out_len.to(device), tgt_len.to(device))
+        if train:
+            opt.zero_grad(set_to_none=True)
+            (loss / len(idx)).backward()
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+        else:
+            best = logp.argmax(-1).cpu()
+            for n, i in enumerate(idx):
+                hyp = [str(t) for t in collapse(best[n, :int(out_len[n])])]
+                ref = [str(int(t)) for t in data.targets[i]]
+                errors += sum(op != "C" for _, _, op in align_words(ref, hyp))
+        total += float(loss.detach())
+        tokens += int(tgt_len.sum())
+    n = max(tokens, 1)
+    return total / n, (errors / n if not train else float("nan"))
+
+
+def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
+              cfg: CtcTrainConfig | None = None) -> CtcModel:
+    """Train a CTC model on the features of ``data_dir``; ``lang_dir`` gives the lexicon
+    (phone tokens), the words and the graph side."""
+    cfg = cfg or CtcTrainConfig()
+    data_dir, lang_dir, out_dir = Path(data_dir), Path(lang_dir), Path(out_dir)
+    t_start = time.time()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AsrError("--device cuda was asked for but torch sees no GPU")
+    lang = Lang.load(lang_dir)
+    data = DataDir.load(data_dir)
+    utts = data.utts()
+    tokens = (TokenSet.for_phones(lang.lexicon, lang.silence_phones) if cfg.tokens == "phone"
+              else TokenSet.for_chars([data.text[u] for u in utts]))
+    targets = {u: tokens.encode(data.text[u], lang.lexicon, u) for u in utts}
+    pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    feature_cfg = read_feature_config(data_dir)
+    feats = load_features(data_dir, pipeline)
+    tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed, cfg.cv_by)
+    tr_keys = list(tr_utts)
+    for factor in cfg.speed_perturb:
+        if factor == 1.0:
+            continue
+        extra = speed_perturbed(data, tr_utts, factor, feature_cfg, pipeline, f"speed {factor:g}")
+        feats.update(extra)
+        for k in extra:
+            targets[k] = targets[k.split("-", 1)[1]]
+        tr_keys += list(extra)
+    s = cfg.net.subsample
+    train_set = build_utterances(feats, targets, tr_keys, s)
+    cv_set = build_utterances(feats, targets, cv_utts, s) if cv_utts else None
+    if not train_set.keys:
+        raise AsrError(f"{data_dir}: no utterance is long enough to train on")
+    input_dim = train_set.feats[0].shape[1]
+    net = CtcNet(cfg.net, input_dim, len(tokens)).to(device)
+    opt = (torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+           if cfg.optimizer == "adam" else
+           torch.optim.Adadelta(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay))
+    train_frames = sum(len(f) for f in train_set.feats)
+    log.info("ctc: %d x %d %sLSTM, stack %d, %d %s tokens, %d parameters; %d train utts (%d frames), %d held-out",
+             cfg.net.num_layers, cfg.net.hidden_dim, "Bi" if cfg.net.bidirectional else "", s, len(tokens),
+             tokens.kind, sum(p.numel() for p in net.parameters()), len(train_set.keys), train_frames,
+             len(cv_set.keys) if cv_set else 0)
+
+    ckpt = out_dir / "checkpoint.pt"
+    fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
+                              "lang": str(lang_dir.resolve()), "utts": len(train_set.keys)}, sort_keys=True)
+    schedule = Newbob.from_config(cfg, keep_first=cfg.min_epochs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    load_checkpoint(ckpt, fingerprint, net, opt, schedule)
+    batches = train_set.batches(cfg.batch_frames)
+    cv_batches = cv_set.batches(cfg.batch_frames) if cv_set else []
+    done = False
+    while not done and schedule.epoch < cfg.max_epochs:
+        epoch = schedule.epoch + 1
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        for g in opt.param_groups:
+            g["lr"] = schedule.lr
+        order = (batches if cfg.sortagrad and epoch == 1
+                 else [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()])
+        t0 = time.time()
+        tr_loss, _ = run_epoch(net, train_set, order, cfg, opt, gen, f"epoch {epoch}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.time() - t0
+        cv_loss, cv_ter = (run_epoch(net, cv_set, cv_batches, cfg, None, gen, "held-out") if cv_set
+                           else (tr_loss, float("nan")))
+        row = {"epoch": epoch, "lr": schedule.lr, "train_loss": tr_loss, "cv_loss": cv_loss, "cv_ter": cv_ter,
+               "seconds": round(seconds, 2), "frames_per_second": round(train_frames / seconds)}
+        done = schedule.end_epoch(net, cv_loss, row)
+        log.info("epoch %2d: lr %.3g train loss %.4f | held-out loss %.4f token error %.2f%% | %.1f s, %.0f frames/s%s",
+                 epoch, row["lr"], tr_loss, cv_loss, 100 * cv_ter, seconds, row["frames_per_second"],
+                 "" if row["accepted"] else " (rejected)")
+        save_checkpoint(ckpt, fingerprint, net, opt, schedule)
+    schedule.restore_best(net)
+    log_priors = token_log_priors(net, cv_set or train_set, cfg.batch_frames)
+    net.cpu().eval()
+    hmm = ctc_hmm_side(lang, tokens)
+    model = CtcModel(net=net, tokens=tokens, feature=feature_cfg, pipeline=pipeline,
+                     decoder=DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=0.0),
+                     log_priors=log_priors, prior_scale=cfg.prior_scale, **hmm)
+    model.info = {"train_data": str(data_dir), "lang": str(lang_dir), "train_seconds": round(time.time() - t_start, 1),
+                  "parameters": sum(p.numel() for p in net.parameters()), "epochs": schedule.epoch,
+                  "best_cv_loss": schedule.state["best_cv"], "config": dataclasses.asdict(cfg)}
+    model.save(out_dir)
+    write_text_atomic(out_dir / "train_log.json", json.dumps(schedule.state["history"], indent=1) + "\n")
+    ckpt.unlink(missing_ok=True)
+    log.info("ctc: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", schedule.epoch,
+             time.time() - t_start, schedule.state["best_cv"], out_dir)
+    return model
