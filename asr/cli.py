@@ -92,6 +92,15 @@ def cmd_train_dnn(a: argparse.Namespace) -> None:
     train_dnn(a.data, a.ali, a.gmm, a.out, TrainConfig.from_flat(opts))
 
 
+def cmd_train_ctc(a: argparse.Namespace) -> None:
+    from asr.nnet.ctc_train import CtcTrainConfig, train_ctc
+
+    opts = _load_section(a.config, a.section, a.set)
+    if a.device:
+        opts["device"] = a.device
+    train_ctc(a.data, a.lang, a.out, CtcTrainConfig.from_flat(opts))
+
+
 def cmd_nnet_search(a: argparse.Namespace) -> None:
     from asr.nnet.search import parse_space, search
 
@@ -131,9 +140,10 @@ def _decoder_config(model_dir: str, a: argparse.Namespace):
 
 
 def cmd_decode(a: argparse.Namespace) -> None:
-    from asr.datadir import read_kv
-    from asr.decode.run import decode_data_dir, decode_files, lmwt_grid
+    from asr.decode.run import decode_data_dir, lmwt_grid
 
+    if a.search != "graph":
+        return _ctc_search(a)
     if a.data:
         if not a.dir:
             raise AsrError("--data needs --dir (the decode output folder)")
@@ -142,32 +152,86 @@ def cmd_decode(a: argparse.Namespace) -> None:
         grid = [base]
         if a.sweep:
             try:
-                lo, hi = (int(x) for x in a.sweep.split(":"))
+                lo, hi, *step = (float(x) for x in a.sweep.split(":"))
                 pens = tuple(float(x) for x in a.penalties.split(","))
+                if len(step) > 1:
+                    raise ValueError
             except ValueError:
-                raise AsrError(f"--sweep expects MIN:MAX integers and --penalties numbers, got "
+                raise AsrError(f"--sweep expects MIN:MAX[:STEP] and --penalties numbers, got "
                                f"{a.sweep!r} and {a.penalties!r}") from None
-            grid = lmwt_grid(lo, hi, pens, base)
+            grid = lmwt_grid(lo, hi, pens, base, step[0] if step else 1.0)
         decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
         return
+    if a.nbest > 1:
+        raise AsrError("--nbest needs --search prefix with a CTC model: the graph decoder keeps one best path")
+    keys, paths = _decode_inputs(a)
+    from asr.decode.output import format_hypothesis
+    from asr.decode.run import iter_decode_files
+
+    out = []
+    results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device)
+    for key, (_, hyp) in zip(keys, results):
+        line = format_hypothesis(key, hyp, a.format, with_key=bool(a.scp) or a.format != "text")
+        if a.format == "ctm" and not line:
+            continue  # no words, no CTM lines
+        if a.out:
+            out.append(line)
+        else:
+            print(line, flush=True)  # as each file is done
+    if a.out:
+        from asr.utils import write_text_atomic
+
+        write_text_atomic(a.out, "".join(l + "\n" for l in out))
+
+
+def _decode_inputs(a: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(keys, audio paths or wav.scp entries) of ``asr decode FILE...`` or ``--scp``."""
+    from asr.datadir import read_kv
+
     if a.scp:
         entries = read_kv(a.scp)
         keys = sorted(entries)
-        paths = [entries[k] for k in keys]
-    else:
-        if not a.files:
-            raise AsrError("give audio files, --scp wav.scp, or --data DIR")
-        keys = paths = list(a.files)
-    hyps = decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj)
-    lines = [f"{k} {' '.join(hyps[p].words)}".rstrip() if a.scp else " ".join(hyps[p].words)
-             for k, p in zip(keys, paths)]
+        return keys, [entries[k] for k in keys]
+    if not a.files:
+        raise AsrError("give audio files, --scp wav.scp, or --data DIR")
+    return list(a.files), list(a.files)
+
+
+def _ctc_search(a: argparse.Namespace) -> None:
+    """``asr decode --search greedy|prefix``: a CTC model's own outputs, no graph."""
+    from asr.decode.ctc_run import search_data_dir, search_files
+
+    from asr.decode.output import format_nbest
+
+    if a.data:
+        if not a.dir:
+            raise AsrError("--data needs --dir (the decode output folder)")
+        search_data_dir(a.model, a.data, a.dir, a.search, a.ctc_beam)
+        return
+    if a.format == "ctm":
+        raise AsrError("--format ctm needs word times: use the graph search (the default)")
+    keys, paths = _decode_inputs(a)
+    hyps = search_files(a.model, paths, a.search, a.ctc_beam, a.nbest, a.device)
+    lines = []
+    for k, p in zip(keys, paths):
+        if a.nbest > 1 or a.format == "json":
+            lines.append(format_nbest(k, hyps[p], a.format))
+        else:
+            units = " ".join(hyps[p][0][0])
+            lines.append(f"{k} {units}".rstrip() if a.scp else units)
     if a.out:
         from asr.utils import write_text_atomic
 
         write_text_atomic(a.out, "".join(l + "\n" for l in lines))
     else:
-        for l in lines:
-            print(l, flush=True)
+        print("\n".join(lines), flush=True)
+
+
+def cmd_lm(a: argparse.Namespace) -> None:
+    from asr.lang.ngram import estimate, read_sentences, write_arpa
+
+    grams = estimate(read_sentences(a.text), a.order, a.method)
+    write_arpa(a.out if a.out else sys.stdout, grams)
 
 
 def cmd_score(a: argparse.Namespace) -> None:
@@ -179,9 +243,69 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 
 def cmd_align(a: argparse.Namespace) -> None:
-    from asr.hmm.align_data import align_data_dir
+    from asr.hmm.align_data import align_audio, align_data_dir
+    from asr.hmm.align_output import to_ctm, to_json, to_textgrid
+    from asr.model_dir import read_meta
+    from asr.utils import atomic_open, write_text_atomic
 
-    align_data_dir(a.model, a.data, a.out, _load_section(a.config, "align", a.set))
+    opts = _load_section(a.config, "align", a.set)
+    if a.data:
+        if a.audio or not a.out:
+            raise AsrError("--data DIR aligns a data dir into --out DIR (no AUDIO TRANSCRIPT with it)")
+        if read_meta(Path(a.model)).get("type") == "ctc":
+            from asr.nnet.ctc_align import align_ctc_data_dir
+
+            results = align_ctc_data_dir(a.model, a.data, a.out)
+        else:
+            results = align_data_dir(a.model, a.data, a.out, opts)
+        out = Path(a.out)
+        if a.format == "json":
+            with atomic_open(out / "alignments.jsonl") as f:
+                for u in sorted(results):
+                    f.write(to_json(u, *results[u]))
+        elif a.format == "textgrid":
+            for u, (tiers, duration) in results.items():
+                write_text_atomic(out / "textgrid" / f"{u}.TextGrid", to_textgrid(tiers, duration))
+        return
+    if not a.audio or a.transcript is None:
+        raise AsrError("give AUDIO \"TRANSCRIPT\", or --data DIR --out DIR")
+    tiers, duration = align_audio(a.model, a.audio, a.transcript.split(), opts)
+    text = {"ctm": lambda: "".join(to_ctm(a.audio, tiers, t) for t in tiers), "json": lambda: to_json(a.audio, tiers, duration),
+            "textgrid": lambda: to_textgrid(tiers, duration)}[a.format]()
+    if a.out:
+        write_text_atomic(a.out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_plot(a: argparse.Namespace) -> None:
+    from asr import plot
+
+    need = {"align": 3, "posteriors": 2, "training": 1, "wer": 1}[a.kind]
+    if len(a.args) != need:
+        raise AsrError(f"asr plot {a.kind} takes {need} argument(s): "
+                       + {"align": "MODEL AUDIO \"TRANSCRIPT\"", "posteriors": "MODEL AUDIO",
+                          "training": "MODEL_DIR", "wer": "EXP_DIR"}[a.kind])
+    if a.kind == "align":
+        from asr.hmm.align_data import align_audio
+
+        tiers, _ = align_audio(a.args[0], a.args[1], a.args[2].split())
+        out = plot.plot_alignment(a.args[1], tiers, a.out)
+    elif a.kind == "posteriors":
+        from asr.decode.run import features_for_files, frame_shift_s, load_model
+
+        model = load_model(a.args[0])
+        if not hasattr(model, "log_posteriors"):
+            raise AsrError(f"{a.args[0]}: a posteriorgram needs a network model (DNN or CTC)")
+        feats = features_for_files(model, [a.args[1]])[a.args[1]]
+        labels = model.tokens.symbols if hasattr(model, "tokens") else None
+        out = plot.plot_posteriors(model.log_posteriors(feats).numpy(), labels, frame_shift_s(model),
+                                   f"{a.args[0]}: {Path(a.args[1]).name}", a.out)
+    elif a.kind == "training":
+        out = plot.plot_training(a.args[0], a.out)
+    else:
+        out = plot.plot_wer(a.args[0], a.out)
+    print(out)
 
 
 def cmd_results(a: argparse.Namespace) -> None:
@@ -255,6 +379,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--section", default="dnn", help="config section with the options (default dnn)")
     config_opts(sp)
 
+    sp = add("train-ctc", cmd_train_ctc, "train a (Bi)LSTM with CTC on whole utterances (no alignment needed)",
+             "asr train-ctc --data data/an4/train_fbank --lang data/an4/lang --out exp/an4/ctc --set tokens=\\\"char\\\"")
+    sp.add_argument("--data", required=True, help="training data dir with fbank features")
+    sp.add_argument("--lang", required=True, help="lang dir: lexicon (phone tokens), words, LM side")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--device", help="cpu or cuda (default: the config's, else cpu)")
+    sp.add_argument("--section", default="ctc", help="config section with the options (default ctc)")
+    config_opts(sp)
+
     sp = add("nnet-search", cmd_nnet_search, "hyper-parameter search for the DNN, scored on a dev set",
              "asr nnet-search --data data/fsdd/train_fbank --ali exp/fsdd/tri1/ali --gmm exp/fsdd/tri1 "
              "--dev data/fsdd/dev_fbank --out exp/fsdd/dnn_search --space num_layers=2,4 --space hidden_dim=256,512")
@@ -276,11 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lang", required=True)
     config_opts(sp)
 
-    sp = add("align", cmd_align, "force-align a data dir with a model (alignments + CTM)",
-             "asr align exp/mono --data data/train --out exp/mono_ali")
+    sp = add("align", cmd_align, "force-align audio to its transcript: word and phone times (CTM, JSON, TextGrid)",
+             "asr align exp/an4/tri1 a.wav \"GO TO SEVEN\" --format textgrid --out a.TextGrid"
+             "   |   asr align exp/mono --data data/train --out exp/mono_ali")
     sp.add_argument("model")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--out", required=True)
+    sp.add_argument("audio", nargs="?", help="one audio file (wav, flac, AN4 .raw)")
+    sp.add_argument("transcript", nargs="?", help="its words, in quotes")
+    sp.add_argument("--data", "--data-dir", dest="data", help="align every utterance of a data dir (its text file)")
+    sp.add_argument("--out", help="output file (one audio; default stdout) or folder (--data: alignments, "
+                                  "words.ctm, phones.ctm, and the --format files)")
+    sp.add_argument("--format", default="ctm", choices=["ctm", "json", "textgrid"],
+                    help="ctm: Kaldi CTM per tier; json: all tiers with times; textgrid: Praat TextGrid")
     config_opts(sp)
 
     sp = add("decode", cmd_decode, "decode audio files or a data dir",
@@ -291,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="write Kaldi text (with --scp) or transcripts here instead of stdout")
     sp.add_argument("--data", help="data dir to decode (and score if it has text)")
     sp.add_argument("--dir", help="decode output folder for --data")
-    sp.add_argument("--sweep", metavar="MIN:MAX", help="try LMWT MIN..MAX and report the best (Kaldi best_wer)")
+    sp.add_argument("--sweep", metavar="MIN:MAX[:STEP]",
+                    help="try LMWT MIN..MAX (step 1, or STEP) and report the best (Kaldi best_wer)")
     sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
     sp.add_argument("--tune-on", help="use the best settings found by a --sweep of another decode dir (dev)")
     sp.add_argument("--beam", type=float)
@@ -300,7 +440,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lm-weight", type=float)
     sp.add_argument("--word-penalty", type=float)
     sp.add_argument("--nj", type=int, default=1, help="parallel decoding processes")
+    sp.add_argument("--search", default="graph", choices=["graph", "greedy", "prefix"],
+                    help="graph: lexicon + LM Viterbi search (any model); greedy / prefix: a CTC model's "
+                         "best path / prefix beam search without lexicon or LM")
+    sp.add_argument("--ctc-beam", type=int, default=8, help="prefix beam search width")
+    sp.add_argument("--format", default="text", choices=["text", "json", "ctm"],
+                    help="text: the words; json: one object per file with word times and confidences; "
+                         "ctm: Kaldi CTM lines (file 1 start duration word confidence)")
+    sp.add_argument("--nbest", type=int, default=1, help="N best hypotheses (CTC --search prefix only)")
+    sp.add_argument("--device", default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
+
+    sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",
+             "asr lm --order 3 corpus.txt > lm.arpa   # then: asr lang --dict D --lm lm.arpa --out data/lang")
+    sp.add_argument("text", help="training text: one sentence per line, words separated by spaces")
+    sp.add_argument("--order", type=int, default=3)
+    sp.add_argument("--method", choices=["kn", "wb"], default="kn", help="interpolated Kneser-Ney or Witten-Bell")
+    sp.add_argument("--out", help="ARPA file to write (default: stdout)")
+
+    sp = add("plot", cmd_plot, "draw a PNG: alignment over the spectrogram, posteriorgram, training curves, WER bars",
+             "asr plot align exp/yesno/tri1 a.wav \"YES NO\" --out a.png   |   asr plot posteriors exp/yesno/ctc a.wav "
+             "--out p.png   |   asr plot training exp/an4/dnn --out t.png   |   asr plot wer exp/an4 --out w.png")
+    sp.add_argument("kind", choices=["align", "posteriors", "training", "wer"])
+    sp.add_argument("args", nargs="+", help="align: MODEL AUDIO TRANSCRIPT; posteriors: MODEL AUDIO; "
+                                            "training: MODEL_DIR; wer: EXP_DIR")
+    sp.add_argument("--out", required=True, help="PNG file to write")
 
     sp = add("score", cmd_score, "WER of a hypothesis text against a reference text",
              "asr score data/test/text exp/mono/decode_test/hyp.txt")

@@ -49,6 +49,8 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         i, m = r["info"], r["model"]
         wer = f"{i['wer']:.2f}" if "wer" in i else "-"
+        if "wer" in i and i.get("unit", "word") != "word":
+            wer += " (PER)" if i["unit"] == "phone" else f" ({i['unit']} ER)"
         ser = f"{i['ser']:.2f}" if "ser" in i else "-"
         lines.append(f"| {r['system']} | {r['set']} | {wer} | `{r['wer_line']}` | {ser} | {i.get('selection', '')} | "
                      f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('num_pdfs', '-')} | "
@@ -67,6 +69,7 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
     text += f" after `{commands}`.\n\n" if commands else ".\n\n"
     text += markdown_table(rows)
     text += ("\nRTF = decoding seconds per second of audio per setting tried (2-core CPU). "
+             "(PER) = phone error rate of a CTC model's greedy output, without lexicon or LM. "
              "\"best of grid\" = Kaldi's best_wer over LMWT x insertion penalty on that set; "
              "\"tuned on\" = the setting chosen on a dev set, applied once.\n")
     # Paths relative to the repository root (exp/<corpus> sits two levels below it).

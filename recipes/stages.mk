@@ -6,9 +6,13 @@
 #   CORPUS       yesno | an4 | fsdd
 #   LM           ARPA file for the lang stage (empty: uniform word loop)
 #   TEST_SETS    data sets decoded and scored
-#   DECODE_OPTS  how test WER is chosen (e.g. --sweep 7:17, or --tune-on a dev decode dir)
+#   DECODE_OPTS_<set>        how test WER is chosen (e.g. --sweep 7:17, or --tune-on a dev decode dir)
+#   DECODE_OPTS_<set>_<sys>  the same for one system (CTC log-posteriors want LMWT ~0.5-3)
 #   TRAIN_SET    training data set (default train)
-#   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1 dnn)
+#   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1 dnn ctc)
+#   PREPARE_CMD  how stage 1 makes $(DATA)/{train,test,...} and the dict $(DATA)/local
+#                (default: `asr prepare $(CORPUS)`; recipes/TEMPLATE copies your own)
+#   LANG_DEPS    files the lang stage needs besides the data (e.g. an LM built from text)
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -21,24 +25,27 @@ CONF    := $(CURDIR)/conf.toml
 MIRROR  ?= $(ASR_CORPUS_MIRROR)
 TRAIN_SET ?= train
 NJ      ?= 2
-SYSTEMS ?= mono tri1 dnn
+SYSTEMS ?= mono tri1 dnn ctc
 DATA_SUFFIX_dnn := _fbank
+DATA_SUFFIX_ctc := _fbank
+NNET_DEVICE ?= $(DNN_DEVICE)
 MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: all data lang features mono tri1 dnn graph decode results clean 1 2 3 4 5 6 7 8 9
+.PHONY: all data lang features mono tri1 nnet dnn ctc graph decode results clean 1 2 3 4 5 6 7 8 9
 all: results
 
+PREPARE_CMD ?= $(ASR) prepare $(CORPUS) --out $(DATA) --work-dir $(DATA)/local $(MIRROR_OPT)
 1 data: $(DATA)/.done.data
 $(DATA)/.done.data:
-	$(ASR) prepare $(CORPUS) --out $(DATA) --work-dir $(DATA)/local $(MIRROR_OPT)
+	$(PREPARE_CMD)
 	touch $@
 
 2 lang: $(DATA)/lang/.done
-$(DATA)/lang/.done: $(DATA)/.done.data
+$(DATA)/lang/.done: $(DATA)/.done.data $(LANG_DEPS)
 	$(ASR) lang --config $(CONF) --dict $(DATA)/local $(if $(LM),--lm $(LM)) --out $(DATA)/lang
 	touch $@
 
-3 features: $(DATA)/.done.features $(if $(filter dnn,$(SYSTEMS)),$(DATA)/.done.fbank)
+3 features: $(DATA)/.done.features $(if $(filter dnn ctc,$(SYSTEMS)),$(DATA)/.done.fbank)
 $(DATA)/.done.features: $(DATA)/.done.data
 	$(ASR) features --config $(CONF) $(addprefix $(DATA)/,$(sort $(TRAIN_SET) $(TEST_SETS)))
 	touch $@
@@ -60,15 +67,26 @@ $(EXP)/tri1/.done.train: $(EXP)/mono/.done.train
 	  --ali $(EXP)/mono/ali --out $(EXP)/tri1
 	touch $@
 
-# Hybrid DNN-HMM on the tri1 tied states ([dnn] section; `make 6 DNN_DEVICE=cuda` on a GPU).
-6 dnn: $(EXP)/dnn/.done.train
+# Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).
+6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn ctc,$(SYSTEMS))))
+
+# Hybrid DNN-HMM on the tri1 tied states ([dnn] section).
+dnn: $(EXP)/dnn/.done.train
 $(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DATA)/.done.fbank
 	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --ali $(EXP)/tri1/ali --gmm $(EXP)/tri1 \
-	  --out $(EXP)/dnn $(if $(DNN_DEVICE),--device $(DNN_DEVICE))
+	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	touch $@
+
+# End-to-end (Bi)LSTM trained with CTC on phone tokens, no alignment ([ctc] section).
+ctc: $(EXP)/ctc/.done.train
+$(EXP)/ctc/.done.train: $(DATA)/lang/.done $(DATA)/.done.fbank
+	$(ASR) train-ctc --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --lang $(DATA)/lang --out $(EXP)/ctc \
+	  $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 	touch $@
 
 # Graph and decoding of every system in SYSTEMS. In DECODE_OPTS_<set>, @SYS@ stands for
-# the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev).
+# the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev). A CTC model is also
+# decoded without lexicon or LM (greedy, into decode_<set>_greedy).
 7 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
 $(EXP)/%/.done.graph: $(EXP)/%/.done.train
 	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang
@@ -77,7 +95,8 @@ $(EXP)/%/.done.graph: $(EXP)/%/.done.train
 8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
 $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
 	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s) \
-	  --nj $(NJ) $(subst @SYS@,$*,$(DECODE_OPTS_$(s))) &&) true
+	  --nj $(NJ) $(subst @SYS@,$*,$(or $(DECODE_OPTS_$(s)_$*),$(DECODE_OPTS_$(s)))) && \
+	  $(if $(filter ctc%,$*),$(ASR) decode $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s)_greedy --search greedy &&)) true
 	touch $@
 
 9 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)

@@ -53,7 +53,16 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
         return GmmHmm.load(model_dir)
     if kind == "dnn":
         return DnnHmm.load(model_dir, device)
+    if kind == "ctc":
+        from asr.nnet.ctc_model import CtcModel
+
+        return CtcModel.load(model_dir, device)
     raise AsrError(f"{model_dir}: unknown model type {kind!r}")
+
+
+def frame_shift_s(model) -> float:
+    """Seconds per frame of the model's scores (a CTC model stacks ``subsample`` input frames)."""
+    return model.feature.frame_shift_ms / 1000 * getattr(model, "subsample", 1)
 
 
 def graph_path(model_dir: str | Path) -> Path:
@@ -66,11 +75,32 @@ class Hypothesis:
     words: list[str]
     ctm: list[tuple[str, int, int]]  # (word, first frame, last frame)
     cost: float
+    confidence: list[float] = dataclasses.field(default_factory=list)  # per word, in [0, 1]
+    frame_shift: float = 0.01  # seconds per frame of ``ctm``
 
 
-def _to_hyp(res: DecodeResult, model) -> Hypothesis:
+def frame_confidence(scores: np.ndarray, pdfs: np.ndarray, acoustic_scale: float) -> np.ndarray:
+    """(T,) posterior of the best path's pdf per frame: softmax over all pdfs of the scaled scores.
+
+    The frame-level stand-in for lattice posteriors (Kaldi's lattice-to-ctm-conf measures
+    the same thing over competing paths): ~1 where the path's state clearly wins the frame.
+    """
+    z = acoustic_scale * np.asarray(scores, dtype=np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return np.exp(logp[np.arange(len(pdfs)), pdfs])
+
+
+def _to_hyp(res: DecodeResult, model, scores: np.ndarray | None = None, graph: DecodingGraph | None = None,
+            acoustic_scale: float = 0.1) -> Hypothesis:
+    """Words, frame spans, and (given the scores and graph) per-word confidences of a decode."""
     words = [model.words.sym(w.word) for w in res.words]
-    return Hypothesis(words, [(model.words.sym(w.word), w.start, w.end) for w in res.words], res.cost)
+    conf: list[float] = []
+    if scores is not None and graph is not None and len(res.words):
+        frame_conf = frame_confidence(scores, graph.node_pdf[res.states], acoustic_scale)
+        conf = [float(frame_conf[w.start:w.end + 1].mean()) for w in res.words]
+    return Hypothesis(words, [(model.words.sym(w.word), w.start, w.end) for w in res.words], res.cost, conf,
+                      frame_shift_s(model))
 
 
 # Worker state for process pools (inherited through fork).
@@ -125,27 +155,50 @@ def features_for_files(model, paths: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,
-                 nj: int = 1) -> dict[str, Hypothesis]:
-    """Transcribe audio files (any rate, any channel count); key = the path as given."""
-    model = load_model(model_dir)
+def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None, nj: int = 1,
+                      device: str = "cpu"):
+    """Transcribe audio files (any rate, any channel count), yielding ``(path, Hypothesis)`` in
+    input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel)."""
+    model = load_model(model_dir, device)
     graph = DecodingGraph.load(graph_path(model_dir))
-    feats = features_for_files(model, paths)
-    scores = {p: model.scores(f) for p, f in feats.items()}
-    res = decode_scores(graph, model.trans.log_probs, scores, [cfg or model.decoder], nj)[0]
-    return {p: _to_hyp(res[p], model) for p in paths}
+    cfg = cfg or model.decoder
+    bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
+    if nj <= 1:
+        dec = ViterbiDecoder(graph, model.trans.log_probs, cfg)
+        for p in paths:
+            scores = model.scores(features_for_files(model, [p])[p])
+            bar.update(1)
+            yield p, _to_hyp(dec.decode(scores), model, scores, graph, cfg.acoustic_scale)
+    else:
+        scores = {p: model.scores(f) for p, f in features_for_files(model, paths).items()}
+        res = decode_scores(graph, model.trans.log_probs, scores, [cfg], nj)[0]
+        for p in paths:
+            bar.update(1)
+            yield p, _to_hyp(res[p], model, scores[p], graph, cfg.acoustic_scale)
+    bar.close()
 
 
-def lmwt_grid(min_lmwt: int = 7, max_lmwt: int = 17, penalties: tuple[float, ...] = (0.0, 0.5, 1.0),
-              base: DecoderConfig | None = None) -> list[DecoderConfig]:
-    """Kaldi score.sh's grid: acoustic scale 1/LMWT for each LMWT, times each insertion penalty."""
+def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,
+                 nj: int = 1, device: str = "cpu") -> dict[str, Hypothesis]:
+    """Transcribe audio files; key = the path as given."""
+    return dict(iter_decode_files(model_dir, paths, cfg, nj, device))
+
+
+def lmwt_grid(min_lmwt: float = 7, max_lmwt: float = 17, penalties: tuple[float, ...] = (0.0, 0.5, 1.0),
+              base: DecoderConfig | None = None, step: float = 1.0) -> list[DecoderConfig]:
+    """Kaldi score.sh's grid: acoustic scale 1/LMWT for LMWT = MIN, MIN+step, .., MAX, times each
+    insertion penalty (CTC log-posteriors want LMWT around 1-3, hence fractional steps)."""
     base = base or DecoderConfig()
+    if step <= 0 or min_lmwt <= 0 or max_lmwt < min_lmwt:
+        raise AsrError(f"LMWT grid needs 0 < MIN <= MAX and STEP > 0, got {min_lmwt}:{max_lmwt}:{step}")
+    n = int(round((max_lmwt - min_lmwt) / step)) + 1
+    lmwts = [round(min_lmwt + k * step, 6) for k in range(n)]
     return [dataclasses.replace(base, acoustic_scale=1.0 / lmwt, word_penalty=pen)
-            for lmwt in range(min_lmwt, max_lmwt + 1) for pen in penalties]
+            for lmwt in lmwts for pen in penalties]
 
 
 def _tag(cfg: DecoderConfig) -> str:
-    return f"{1.0 / cfg.acoustic_scale:g}_{cfg.word_penalty:g}"
+    return f"{round(1.0 / cfg.acoustic_scale, 4):g}_{cfg.word_penalty:g}"
 
 
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
@@ -177,7 +230,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     results = decode_scores(graph, model.trans.log_probs, scores, cfgs, nj, desc=f"decode {data_dir.name}")
     seconds = time.time() - t0
-    audio_seconds = sum(len(s) for s in scores.values()) * model.feature.frame_shift_ms / 1000
+    audio_seconds = sum(len(s) for s in scores.values()) * frame_shift_s(model)
     ref = read_text(data_dir / "text") if has_ref else None
     best = None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -196,28 +249,42 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     if not_final:
         log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",
                     len(not_final), " ".join(sorted(not_final)[:10]))
-    with atomic_open(out_dir / "hyp.txt") as f:
-        for u in sorted(hyp):
-            f.write(" ".join([u] + hyp[u]) + "\n")
-    shift = model.feature.frame_shift_ms / 1000
-    write_ctm(out_dir / "ctm", {u: _to_hyp(r, model).ctm for u, r in res.items()}, shift)
+    hyps = {u: _to_hyp(r, model, scores[u], graph, cfg.acoustic_scale) for u, r in res.items()}
+    write_ctm(out_dir / "ctm", {u: h.ctm for u, h in hyps.items()}, frame_shift_s(model),
+              {u: h.confidence for u, h in hyps.items()})
     write_text_atomic(out_dir / "best_config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
     info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(scores),
             "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2),
             "score_seconds": round(t_scores, 2), "configs_tried": len(cfgs),
             "rtf": round(seconds / max(audio_seconds, 1e-9) / len(cfgs), 4), "config": cfg.to_dict(),
             "selection": "tuned on " + str(tune_on) if tune_on else ("best of grid on this set" if len(cfgs) > 1 else "fixed")}
+    comments = []
+    if len(cfgs) > 1:
+        comments.append(f"# best of {len(cfgs)} settings (Kaldi best_wer): LMWT {round(1 / cfg.acoustic_scale, 4):g}, "
+                        f"word insertion penalty {cfg.word_penalty:g}")
+    elif tune_on:
+        comments.append(f"# LMWT {round(1 / cfg.acoustic_scale, 4):g}, penalty {cfg.word_penalty:g} tuned on {tune_on}")
+    write_decode_outputs(out_dir, hyp, counts, per_utt, info, comments)
+    return counts
+
+
+def write_decode_outputs(out_dir: Path, hyp: dict[str, list[str]], counts: ErrorCounts | None, per_utt: list[str],
+                         info: dict, comments: list[str], unit: str = "word") -> None:
+    """hyp.txt, and with a reference wer.txt + per_utt.txt; then decode_info.json (the results table's row).
+
+    ``unit`` names what was scored: "word" (%WER), or "phone" / "char" for token error rates.
+    """
+    with atomic_open(out_dir / "hyp.txt") as f:
+        for u in sorted(hyp):
+            f.write(" ".join([u] + hyp[u]) + "\n")
+    info["unit"] = unit
     if counts is not None:
-        lines = [counts.kaldi_line(), counts.ser_line()]
-        if len(cfgs) > 1:
-            lines.append(f"# best of {len(cfgs)} settings (Kaldi best_wer): LMWT {1 / cfg.acoustic_scale:g}, "
-                         f"word insertion penalty {cfg.word_penalty:g}")
-        elif tune_on:
-            lines.append(f"# LMWT {1 / cfg.acoustic_scale:g}, penalty {cfg.word_penalty:g} tuned on {tune_on}")
-        write_text_atomic(out_dir / "wer.txt", "\n".join(lines) + "\n")
+        label = "WER" if unit == "word" else {"phone": "PER", "char": "CER"}.get(unit, "TER")
+        line = counts.kaldi_line().replace("%WER", f"%{label}", 1)
+        write_text_atomic(out_dir / "wer.txt", "\n".join([line, counts.ser_line()] + comments) + "\n")
         write_text_atomic(out_dir / "per_utt.txt", "\n".join(per_utt) + "\n")
         info.update(wer=counts.wer, ser=counts.ser, errors=counts.errors, ref_words=counts.ref_words,
                     ins=counts.ins, dels=counts.dels, subs=counts.subs)
-        log.info("%s: %s (%s)", out_dir, counts.kaldi_line(), info["selection"])
+        log.info("%s: %s (%s)", out_dir, line, info.get("selection", ""))
     write_text_atomic(out_dir / "decode_info.json", json.dumps(info, indent=1) + "\n")
-    return counts
+
