@@ -19,7 +19,8 @@ run: setup
 	@echo "== asr decode exp/yesno/mono data/yesno/local/waves_yesno/1_0_1_1_1_0_1_0.wav"
 	@$(ASR) decode exp/yesno/mono data/yesno/local/waves_yesno/1_0_1_1_1_0_1_0.wav
 	@echo "== test-set WER per system (exp/yesno/<system>/decode_test/wer.txt)"
-	@for s in mono tri1 dnn; do printf '%-5s ' $$s; head -1 exp/yesno/$$s/decode_test/wer.txt; done
+	@for s in mono tri1 dnn ctc; do printf '%-5s ' $$s; head -1 exp/yesno/$$s/decode_test/wer.txt; done
+	@printf 'ctc without lexicon or LM (greedy): '; head -1 exp/yesno/ctc/decode_test_greedy/wer.txt
 
 test: setup
 	$(VENV)/bin/pytest -q

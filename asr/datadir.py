@@ -69,13 +69,20 @@ class DataDir:
     """An in-memory Kaldi data directory.
 
     ``wav`` maps utterance -> wav.scp entry (path or pipe command), ``text`` utterance ->
-    word list, ``utt2spk`` utterance -> speaker. ``spk2utt`` is derived.
+    word list, ``utt2spk`` utterance -> speaker. ``spk2utt`` is derived. With a
+    ``segments`` file (utterance -> recording, start s, end s), ``wav`` is keyed by
+    recording instead, as in Kaldi.
     """
 
     path: Path | None = None
     wav: dict[str, str] = field(default_factory=dict)
     text: dict[str, list[str]] = field(default_factory=dict)
     utt2spk: dict[str, str] = field(default_factory=dict)
+    segments: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+
+    def recording(self, utt: str) -> str:
+        """The wav.scp key holding ``utt``'s audio."""
+        return self.segments[utt][0] if self.segments else utt
 
     @property
     def spk2utt(self) -> dict[str, list[str]]:
@@ -99,6 +106,17 @@ class DataDir:
         utt2spk = read_kv(utt2spk_path)
         _check_sorted(wav_path, list(wav))
         _check_sorted(utt2spk_path, list(utt2spk))
+        segments: dict[str, tuple[str, float, float]] = {}
+        if (path / "segments").is_file():
+            for utt, value in read_kv(path / "segments").items():
+                parts = value.split()
+                try:
+                    segments[utt] = (parts[0], float(parts[1]), float(parts[2]))
+                    if not 0 <= segments[utt][1] < segments[utt][2] and segments[utt][2] != -1:
+                        raise ValueError
+                except (ValueError, IndexError):
+                    raise AsrError(f"{path}/segments: bad line for '{utt}': expected RECORDING START END "
+                                   f"(seconds), got {value!r}") from None
         text: dict[str, list[str]] = {}
         has_text = text_path.is_file()
         if has_text:
@@ -106,7 +124,7 @@ class DataDir:
             _check_sorted(text_path, list(text))
         elif require_text:
             raise AsrError(f"file not found: {text_path}")
-        d = cls(path=path, wav=wav, text=text, utt2spk=utt2spk)
+        d = cls(path=path, wav=wav, text=text, utt2spk=utt2spk, segments=segments)
         d.validate(check_text=has_text)
         return d
 
@@ -117,7 +135,15 @@ class DataDir:
         id, and the same utterance set in utt2spk, wav.scp and (if ``check_text``) text.
         """
         where = str(self.path) if self.path is not None else "<data dir>"
-        for name, keys in (("wav.scp", self.wav), ("utt2spk", self.utt2spk), ("text", self.text)):
+        if self.segments:
+            for utt in sorted(self.utt2spk):
+                if utt not in self.segments:
+                    raise AsrError(f"{where}/segments: no entry for utterance '{utt}' (in utt2spk)")
+                if self.segments[utt][0] not in self.wav:
+                    raise AsrError(f"{where}/wav.scp: no recording '{self.segments[utt][0]}' "
+                                   f"(of utterance '{utt}' in segments)")
+        for name, keys in (("wav.scp", {} if self.segments else self.wav), ("utt2spk", self.utt2spk),
+                           ("text", self.text)):
             for k in keys:
                 if not k or any(c.isspace() for c in k):
                     raise AsrError(f"{where}/{name}: bad utterance id {k!r}")
@@ -130,11 +156,11 @@ class DataDir:
                     f"{where}/utt2spk: utterance '{utt}' does not start with its speaker id '{spk}'"
                 )
         for utt in sorted(self.utt2spk):
-            if utt not in self.wav:
+            if not self.segments and utt not in self.wav:
                 raise AsrError(f"{where}/wav.scp: no entry for utterance '{utt}' (in utt2spk)")
             if check_text and utt not in self.text:
                 raise AsrError(f"{where}/text: no entry for utterance '{utt}' (in utt2spk)")
-        for utt in sorted(self.wav):
+        for utt in sorted(self.wav) if not self.segments else []:
             if utt not in self.utt2spk:
                 raise AsrError(f"{where}/wav.scp: utterance '{utt}' is not in utt2spk")
             if not self.wav[utt].strip():
@@ -154,11 +180,13 @@ class DataDir:
             if u not in self.utt2spk:
                 raise AsrError(f"{self.path}: subset asks for unknown utterance '{u}'")
         keep = sorted(set(utts))
+        recordings = {self.recording(u) for u in keep}
         return DataDir(
             path=None,
-            wav={u: self.wav[u] for u in keep},
+            wav={r: self.wav[r] for r in sorted(recordings)},
             text={u: list(self.text[u]) for u in keep if u in self.text},
             utt2spk={u: self.utt2spk[u] for u in keep},
+            segments={u: self.segments[u] for u in keep} if self.segments else {},
         )
 
     def write(self, path: str | os.PathLike) -> None:
@@ -168,6 +196,8 @@ class DataDir:
         path.mkdir(parents=True, exist_ok=True)
         write_kv(path / "wav.scp", self.wav)
         write_kv(path / "utt2spk", self.utt2spk)
+        if self.segments:
+            write_kv(path / "segments", {u: f"{r} {b:g} {e:g}" for u, (r, b, e) in self.segments.items()})
         write_kv(path / "spk2utt", {s: " ".join(u) for s, u in self.spk2utt.items()})
         if self.text:
             with atomic_open(path / "text") as f:
@@ -175,3 +205,31 @@ class DataDir:
                     words = self.text[utt]
                     f.write(f"{utt} {' '.join(words)}\n" if words else f"{utt}\n")
         self.path = path
+
+
+class AudioReader:
+    """Reads utterances' audio from a data dir, cutting ``segments`` out of their recordings
+    (the last recording read is kept, so segments in recording order read each file once)."""
+
+    def __init__(self, data: DataDir, target_rate: int | None = None):
+        self.data, self.target_rate = data, target_rate
+        self._cached: tuple[str, object, int] | None = None
+
+    def __call__(self, utt: str):
+        """(samples (N,) float32, rate) of one utterance."""
+        from asr.audio import read_wav_scp_entry
+
+        rec = self.data.recording(utt)
+        if self._cached is None or self._cached[0] != rec:
+            samples, rate = read_wav_scp_entry(self.data.wav[rec], self.target_rate)
+            self._cached = (rec, samples, rate)
+        _, samples, rate = self._cached
+        if not self.data.segments:
+            return samples, rate
+        _, start, end = self.data.segments[utt]
+        b = int(round(start * rate))
+        e = len(samples) if end == -1 else int(round(end * rate))
+        if b >= len(samples):
+            raise AsrError(f"{self.data.path}/segments: utterance '{utt}' starts after the end of recording '{rec}'")
+        return samples[b:e], rate
+

@@ -23,8 +23,7 @@ import torchaudio.compliance.kaldi as kaldi_compliance
 from tqdm import tqdm
 
 from asr.arkio import write_ark_scp
-from asr.audio import read_wav_scp_entry
-from asr.datadir import DataDir
+from asr.datadir import AudioReader, DataDir
 from asr.utils import AsrError, Config, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -213,8 +212,10 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
             log.info("%s: features already computed, skipping", data_dir)
             return
     feats: dict[str, np.ndarray] = {}
-    for utt in tqdm(data.utts(), desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None):
-        samples, _ = read_wav_scp_entry(data.wav[utt], target_rate=cfg.sample_rate)
+    audio = AudioReader(data, cfg.sample_rate)
+    utts = sorted(data.utts(), key=lambda u: (data.recording(u), u))  # each recording read once
+    for utt in tqdm(utts, desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None):
+        samples, _ = audio(utt)
         f = compute_features(samples, cfg)
         if f.shape[0] == 0:
             raise AsrError(f"{data_dir}: utterance {utt} is shorter than one analysis window")

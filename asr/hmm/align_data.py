@@ -15,6 +15,7 @@ from asr.gmm.model import GmmHmm
 from asr.hmm.align import Alignment, align_utterances
 from asr.hmm.align_graph import AlignGraph, build_align_graph
 from asr.hmm.alignments import segments, write_alignments, write_ctm
+from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +61,64 @@ def save_alignment_outputs(ali_dir: Path, model, graphs: dict[str, AlignGraph],
     pdf = {u: graphs[u].pdf[a.states] for u, a in alis.items()}
     write_alignments(ali_dir, tids, pdf)
     shift = model.feature.frame_shift_ms / 1000
-    phone_ctm, word_ctm = {}, {}
-    for u, a in alis.items():
-        g = graphs[u]
-        inst = g.instance[a.states]
-        starts = np.ones(len(inst), dtype=bool)
-        starts[1:] = inst[1:] != inst[:-1]
-        phone_ctm[u] = [(model.phones.sym(p), b, e) for p, b, e in segments(g.phone[a.states], starts)]
-        word_ctm[u] = [(text[u][w], b, e) for w, b, e in segments(g.word_pos[a.states]) if w >= 0]
-    write_ctm(ali_dir / "phones.ctm", phone_ctm, shift)
-    write_ctm(ali_dir / "words.ctm", word_ctm, shift)
+    spans = {u: frame_spans(model, graphs[u], a, text[u]) for u, a in alis.items()}
+    write_ctm(ali_dir / "phones.ctm", {u: s["phones"] for u, s in spans.items()}, shift)
+    write_ctm(ali_dir / "words.ctm", {u: s["words"] for u, s in spans.items()}, shift)
 
 
-def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None) -> None:
+def frame_spans(model, g: AlignGraph, a: Alignment, words: list[str]) -> dict[str, list[tuple[str, int, int]]]:
+    """Phone and word intervals of one alignment as ``(label, first frame, last frame)``."""
+    inst = g.instance[a.states]
+    starts = np.ones(len(inst), dtype=bool)
+    starts[1:] = inst[1:] != inst[:-1]
+    return {"words": [(words[w], b, e) for w, b, e in segments(g.word_pos[a.states]) if w >= 0],
+            "phones": [(model.phones.sym(p), b, e) for p, b, e in segments(g.phone[a.states], starts)]}
+
+
+def to_seconds(spans: dict[str, list[tuple[str, int, int]]], shift: float) -> dict[str, list[tuple[str, float, float]]]:
+    """Frame intervals as ``(label, start s, end s)``."""
+    return {name: [(lab, b * shift, (e + 1) * shift) for lab, b, e in t] for name, t in spans.items()}
+
+
+def check_vocabulary(words: list[str], lexicon, what: str) -> None:
+    """One error naming every out-of-vocabulary word of a transcript."""
+    oov = sorted({w for w in words if w not in lexicon})
+    if oov:
+        raise AsrError(f"{what}: word(s) not in the lexicon: {', '.join(oov)}")
+
+
+def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict | None = None
+                ) -> tuple[dict[str, list[tuple[str, float, float]]], float]:
+    """Force-align one audio file to its transcript: tiers ("words" and "phones", or "tokens"
+    for a CTC model) in seconds, and the duration."""
+    from asr.decode.run import features_for_files, frame_shift_s, load_model
+
+    opts = opts or {}
+    model = load_model(model_dir)
+    check_vocabulary(words, model.lexicon, audio)
+    feats = features_for_files(model, [audio])
+    duration = len(feats[audio]) * model.feature.frame_shift_ms / 1000
+    if getattr(model, "kind", None) == "ctc":
+        from asr.nnet.ctc_align import ctc_spans
+
+        return to_seconds(ctc_spans(model, feats[audio], words, audio), frame_shift_s(model)), duration
+    g = build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
+                          opts.get("sil_prob", 0.5), audio)
+    aligner = Aligner(model, feats, {audio: g}, opts.get("acoustic_scale", model.decoder.acoustic_scale),
+                      opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+    alis = aligner.align()
+    if audio not in alis:
+        raise AsrError(f"{audio}: too short for its transcript, or no alignment fits")
+    return to_seconds(frame_spans(model, g, alis[audio], words), frame_shift_s(model)), duration
+
+
+def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None
+                   ) -> dict[str, tuple[dict[str, list[tuple[str, float, float]]], float]]:
     """Align every utterance of a data dir to its transcript (Kaldi's align_si.sh; with a DNN
-    model dir, Kaldi's nnet realignment - retrain on the result with ``asr train-dnn --ali``)."""
+    model dir, Kaldi's nnet realignment - retrain on the result with ``asr train-dnn --ali``).
+
+    Returns utt -> (tiers in seconds, duration) of the aligned utterances.
+    """
     from asr.decode.run import load_model
 
     opts = opts or {}
@@ -87,6 +131,9 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
                          opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
     alis = aligner.align()
     save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)
+    shift = model.feature.frame_shift_ms / 1000
     frames = sum(len(a.states) for a in alis.values())
     log.info("aligned %d of %d utterances (%d frames) into %s; score/frame %.4f", len(alis), len(graphs), frames,
              out_dir, sum(a.score for a in alis.values()) / max(frames, 1))
+    return {u: (to_seconds(frame_spans(model, graphs[u], a, data.text[u]), shift), len(feats[u]) * shift)
+            for u, a in alis.items()}
