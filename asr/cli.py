@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_opts(sp)
 
     sp = add("train-ctc", cmd_train_ctc, "train a (Bi)LSTM with CTC on whole utterances (no alignment needed)",
-             "asr train-ctc --data data/an4/train_fbank --lang data/an4/lang --out exp/an4/ctc --set tokens=\\\"char\\\"")
+             "asr train-ctc --data data/an4/train_fbank --lang data/an4/lang --out exp/an4/ctc --set tokens=char")
     sp.add_argument("--data", required=True, help="training data dir with fbank features")
     sp.add_argument("--lang", required=True, help="lang dir: lexicon (phone tokens), words, LM side")
     sp.add_argument("--out", required=True)

@@ -31,6 +31,19 @@ def write_hmm_side(model_dir: Path, model, extra: dict) -> None:
     write_text_atomic(model_dir / "model.json", json.dumps(meta, indent=1) + "\n")
 
 
+def write_network(model_dir: Path, net, **arrays: np.ndarray) -> None:
+    """nnet.pt (the network's weights, on CPU) and model.npz (``arrays``) of a network model dir."""
+    import torch
+
+    from asr.utils import atomic_path
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(model_dir / "nnet.pt") as tmp:
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
+    with atomic_path(model_dir / "model.npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
 def read_meta(model_dir: Path, kind: str | None = None) -> dict:
     """model.json of a model dir (that must hold a ``kind`` model, when given)."""
     if not (model_dir / "model.json").exists():

@@ -217,3 +217,40 @@ def test_model_dir_round_trip_scores_identically(tmp_path):
     assert back.scores(x).shape == (7, len(tokens))
     np.testing.assert_allclose(back.scores(x), model.scores(x), rtol=1e-6)
     assert back.tokens.symbols == tokens.symbols and back.ctx.to_dict() == hmm["ctx"].to_dict()
+
+
+def test_char_model_graph_decodes_spelled_words():
+    lang, _, _ = _tiny_ctc_system()
+    chars = TokenSet.for_chars([["YES", "NO"]])
+    hmm = ctc_hmm_side(lang, chars)
+    lm = LmAutomaton(1, 0, [(0, "YES", 0, 1.0), (0, "NO", 0, 1.0)], [], {0: 1.0})
+    g = compile_graph(hmm["lexicon"], lang.words, hmm["phones"], lm, hmm["trans"], hmm["ctx"], hmm["silence_phone"])
+    dec = ViterbiDecoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
+    spelled = [c for w in ["NO", "NO", "YES"] for c in list(w) + [WORD_SEP]]
+    frames = [0] + [f for c in spelled for f in (chars.index[c], 0)]
+    lp = np.full((len(frames), len(chars)), np.log(0.01))
+    lp[np.arange(len(frames)), frames] = np.log(0.9)
+    assert [lang.words.sym(w.word) for w in dec.decode(lp).words] == ["NO", "NO", "YES"]
+    assert chars.decode(greedy_search(lp)) == ["NO", "NO", "YES"]
+
+
+def test_repeated_tokens_need_a_blank_in_the_graph():
+    """NO NO = N OW N OW but YES YES = Y EH S Y EH S; with a word "O" = OW, frames N OW OW
+    (no blank between the OWs) must not read as NO O: equal tokens need a blank between them."""
+    phones = SymbolTable(["SIL", "N", "OW"])
+    lang = Lang(phones, SymbolTable(["NO", "O"]), Lexicon({"NO": [["N", "OW"]], "O": [["OW"]]}), None, ["SIL"])
+    tokens = TokenSet.for_phones(lang.lexicon, lang.silence_phones)
+    hmm = ctc_hmm_side(lang, tokens)
+    # O gets an LM bonus (cost -3) so that, were the rule missing, NO O would win on N OW OW.
+    lm = LmAutomaton(1, 0, [(0, "NO", 0, 0.1), (0, "O", 0, -3.0)], [], {0: 0.1})
+    g = compile_graph(hmm["lexicon"], lang.words, hmm["phones"], lm, hmm["trans"], hmm["ctx"], "SIL")
+    dec = ViterbiDecoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
+    n, ow = tokens.index["N"], tokens.index["OW"]
+
+    def words(frames):
+        lp = np.full((len(frames), len(tokens)), np.log(0.01))
+        lp[np.arange(len(frames)), frames] = np.log(0.98)
+        return [lang.words.sym(w.word) for w in dec.decode(lp).words]
+
+    assert words([0, n, ow, ow, 0]) == ["NO"]
+    assert words([0, n, ow, 0, ow, 0]) == ["NO", "O"]

@@ -149,6 +149,15 @@ def compile_graph(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, lm:
     if not prons:
         raise AsrError("no LM word has a pronunciation in the lexicon: the graph would be empty")
     wide = ctx.context_width > 1
+    needs_separator = getattr(ctx, "needs_separator", None)
+
+    def exits_to(exits: list[tuple[int, int]], prev: int, nxt: int) -> list[tuple[int, int]]:
+        """Exits of phone ``prev`` that may lead straight into phone ``nxt``: all of them, except
+        that a CTC model must pass through blank (pdf 0) between two equal tokens."""
+        if needs_separator is None or nxt in (0, sil) or not needs_separator(prev, nxt):
+            return exits
+        return [(n, tid) for n, tid in exits if b.pdf[n] == 0]
+
     # Context labels: real phone ids for a context-dependent model, the wildcard 0 otherwise.
     if wide:
         firsts = sorted({p[0] for ps in prons.values() for p in ps})
@@ -203,8 +212,8 @@ def compile_graph(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, lm:
                 for rgroup in _group(rights, lambda r: b.pdfs(lgroup[0], p, r)):
                     first, exits = b.phone_hmm(lgroup[0], p, rgroup[0], wid)
                     b.arc(e, first)
-                    for n, tid in exits:
-                        for r in rgroup:
+                    for r in rgroup:
+                        for n, tid in exits_to(exits, p, r):
                             for dst, c in continuations(h, last, r):
                                 b.arc(n, dst, tid=tid, graph=c)
             return entry
@@ -215,20 +224,20 @@ def compile_graph(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, lm:
                 entry[l] = e
             first, exits = b.phone_hmm(lgroup[0], pron[0], pron[1], wid)
             b.arc(e, first)
-            for n, tid in exits:
+            for n, tid in exits_to(exits, pron[0], pron[1]):
                 b.arc(n, merge, tid=tid)
         prev = [(merge, -1)]
         for k in range(1, len(pron) - 1):
             first, exits = b.phone_hmm(pron[k - 1], pron[k], pron[k + 1], wid)
             for n, tid in prev:
                 b.arc(n, first, tid=tid)
-            prev = exits
+            prev = exits_to(exits, pron[k], pron[k + 1])
         for rgroup in _group(rights, lambda r: b.pdfs(pron[-2], last, r)):
             first, exits = b.phone_hmm(pron[-2], last, rgroup[0], wid)
             for n, tid in prev:
                 b.arc(n, first, tid=tid)
-            for n, tid in exits:
-                for r in rgroup:
+            for r in rgroup:
+                for n, tid in exits_to(exits, last, r):
                     for dst, c in continuations(h, last, r):
                         b.arc(n, dst, tid=tid, graph=c)
         return entry

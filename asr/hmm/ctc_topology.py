@@ -11,9 +11,14 @@ one blank state: the optional silence between words (and before the first one) i
 blank run CTC emits in pauses. All transition probabilities are 1 (log 0): CTC has no
 transition model, only the token posteriors.
 
-As in EESEN, two identical tokens in a row may be read without a blank between them
-(``A A`` of the lexicon matches frames ``A A A``); the graph is a superset of strict
-CTC paths, which costs nothing measurable on word-level decoding.
+CTC needs a blank between two equal tokens (``A A`` is ``A blank A``; frames ``A A``
+collapse to one ``A``). The graph compiler asks ``needs_separator`` and, where a phone
+is followed by one with the same token, lets it leave only from its blank state. Across
+words that depends on the next word's first phone, so the context says it is "wide"
+(``context_width = 3``): the compiler then keeps word boundaries apart per (last phone,
+next first phone), as for triphones, while every context maps to the same pdfs. On AN4
+this took a CTC model from 9.44% to 8.15% WER: without it, SIX THIRTY decoded as SIXTH
+THIRTY, the one TH spike read as two.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class CtcContext:
     """pdf of (phone, HMM state) = its token id (state 0) or the blank 0 (state 1, silence)."""
 
     kind = "ctc"
-    context_width = 1
+    context_width = 3  # word boundaries depend on the next word's first token (see the module docstring)
 
     def __init__(self, phone_token: dict[int, int], num_tokens: int):
         self.phone_token, self.num_tokens = phone_token, num_tokens
@@ -72,6 +77,10 @@ class CtcContext:
 
     def context_independent(self, phone: int) -> bool:
         return True
+
+    def needs_separator(self, phone: int, next_phone: int) -> bool:
+        """True when the two phones are the same token, so a blank must come between them."""
+        return phone in self.phone_token and self.phone_token[phone] == self.phone_token.get(next_phone)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "phone_token": {str(k): v for k, v in self.phone_token.items()},

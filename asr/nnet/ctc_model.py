@@ -24,10 +24,10 @@ from asr.hmm.ctc_topology import CtcContext, ctc_topology
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.lang.prepare import Lang
-from asr.model_dir import read_hmm_side, read_meta, write_hmm_side
+from asr.model_dir import read_hmm_side, read_meta, write_hmm_side, write_network
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.tokens import WORD_SEP, TokenSet
-from asr.utils import AsrError, atomic_path
+from asr.utils import AsrError
 
 CHAR_SILENCE = "SIL"
 
@@ -97,12 +97,8 @@ class CtcModel:
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(model_dir / "nnet.pt") as tmp:
-            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, tmp)
-        with atomic_path(model_dir / "model.npz") as tmp:
-            priors = self.log_priors if self.log_priors is not None else np.zeros(len(self.tokens))
-            np.savez(tmp, trans_log_probs=self.trans.log_probs, log_priors=priors)
+        priors = self.log_priors if self.log_priors is not None else np.zeros(len(self.tokens))
+        write_network(model_dir, self.net, trans_log_probs=self.trans.log_probs, log_priors=priors)
         self.tokens.write(model_dir / "tokens.txt")
         write_hmm_side(model_dir, self, {"net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
                                          "token_kind": self.tokens.kind, "prior_scale": self.prior_scale})

@@ -31,7 +31,7 @@ from asr.features import (FeaturePipeline, apply_cmvn, cmvn_stats, compute_featu
 from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
-from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
 from asr.score import align_words
@@ -65,7 +65,8 @@ class CtcTrainConfig(Config):
     time_masks: int = 2
     time_mask_width: int = 20  # frames, at most (and at most a fifth of the utterance)
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.1]: extra copies
-    acoustic_scale: float = 0.5  # decoder default: LM weight relative to the log-posteriors
+    acoustic_scale: float = 1.0  # decoder default (LMWT 1): the LM's weight relative to the log-posteriors
+    beam: float = 20.0  # decoder default; log-posteriors at acoustic scale ~1 spread costs wider than GMMs
     prior_scale: float = 0.0  # graph decoding scores: log posterior - prior_scale * log token prior
     cmvn: bool = True
     norm_vars: bool = False
@@ -239,12 +240,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     cfg = cfg or CtcTrainConfig()
     data_dir, lang_dir, out_dir = Path(data_dir), Path(lang_dir), Path(out_dir)
     t_start = time.time()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AsrError("--device cuda was asked for but torch sees no GPU")
+    device = setup_torch(cfg)
     lang = Lang.load(lang_dir)
     data = DataDir.load(data_dir)
     utts = data.utts()
@@ -315,7 +311,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     net.cpu().eval()
     hmm = ctc_hmm_side(lang, tokens)
     model = CtcModel(net=net, tokens=tokens, feature=feature_cfg, pipeline=pipeline,
-                     decoder=DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=0.0),
+                     decoder=DecoderConfig(beam=cfg.beam, acoustic_scale=cfg.acoustic_scale, transition_scale=0.0),
                      log_priors=log_priors, prior_scale=cfg.prior_scale, **hmm)
     model.info = {"train_data": str(data_dir), "lang": str(lang_dir), "train_seconds": round(time.time() - t_start, 1),
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": schedule.epoch,

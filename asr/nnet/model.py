@@ -25,9 +25,9 @@ from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import splice
-from asr.model_dir import read_hmm_side, read_meta, write_hmm_side
+from asr.model_dir import read_hmm_side, read_meta, write_hmm_side, write_network
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.utils import AsrError, atomic_path
+from asr.utils import AsrError
 
 
 def state_log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -78,11 +78,7 @@ class DnnHmm:
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(model_dir / "nnet.pt") as tmp:
-            torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, tmp)
-        with atomic_path(model_dir / "model.npz") as tmp:
-            np.savez(tmp, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
+        write_network(model_dir, self.net, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
         write_hmm_side(model_dir, self, {"net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
                                          "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale})
 

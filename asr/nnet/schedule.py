@@ -1,4 +1,5 @@
-"""What every network trainer shares: "newbob" learning-rate control and resumable checkpoints.
+"""What every network trainer shares: torch setup, "newbob" learning-rate control, and
+resumable checkpoints.
 
 Newbob (Kaldi nnet1): after each epoch the held-out loss decides. An epoch that makes it
 worse is rejected (the best weights are restored); once the relative improvement drops
@@ -21,9 +22,20 @@ from pathlib import Path
 
 import torch
 
-from asr.utils import atomic_path
+from asr.utils import AsrError, atomic_path
 
 log = logging.getLogger(__name__)
+
+
+def setup_torch(cfg) -> torch.device:
+    """Threads, seed and device from a trainer config (``threads``, ``seed``, ``device``)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AsrError("--device cuda was asked for but torch sees no GPU")
+    return device
 
 
 class Newbob:

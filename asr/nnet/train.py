@@ -38,7 +38,7 @@ from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
 from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -165,12 +165,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     cfg = cfg or TrainConfig()
     data_dir, ali_dir, gmm_dir, out_dir = Path(data_dir), Path(ali_dir), Path(gmm_dir), Path(out_dir)
     t_start = time.time()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AsrError("--device cuda was asked for but torch sees no GPU")
+    device = setup_torch(cfg)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         import torch.distributed as dist
