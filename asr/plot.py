@@ -91,14 +91,17 @@ def plot_posteriors(log_posteriors: np.ndarray, labels: list[str] | None, frame_
 
 
 def plot_training(model_dir: str | Path, out: str | Path) -> Path:
-    """(c) Loss, accuracy (or CTC token error) and learning rate per epoch, from train_log.json."""
+    """(c) Training curves from train_log.json: loss, accuracy (or CTC token error) and learning
+    rate per epoch of a network; log-likelihood and Gaussians per EM iteration of a GMM."""
     path = Path(model_dir) / "train_log.json"
     if not path.exists():
-        raise AsrError(f"{model_dir}: no train_log.json (only network models log epochs)")
+        raise AsrError(f"{model_dir}: no train_log.json (not a trained model dir)")
     rows = json.loads(path.read_text())
     if not rows:
-        raise AsrError(f"{path}: no epochs logged")
+        raise AsrError(f"{path}: nothing logged")
     plt = _pyplot()
+    if "iter" in rows[0]:
+        return _plot_em(plt, model_dir, rows, out)
     ep = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=FIG_SIZE)
     axes[0].plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
@@ -121,6 +124,23 @@ def plot_training(model_dir: str | Path, out: str | Path) -> Path:
         for e in rejected:
             ax.axvline(e, color="red", lw=0.5, alpha=0.5)
     fig.suptitle(f"{model_dir}" + (" (red: rejected epochs)" if rejected else ""))
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _plot_em(plt, model_dir, rows: list[dict], out: str | Path) -> Path:
+    it = [r["iter"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=FIG_SIZE)
+    axes[0].plot(it, [r["loglik_per_frame"] for r in rows], "o-", ms=3)
+    axes[0].set_title("log-likelihood per frame")
+    axes[1].plot(it, [r["gaussians"] for r in rows], "o-", ms=3, color="C2")
+    axes[1].set_title("Gaussians")
+    for ax in axes:
+        ax.set_xlabel("EM iteration")
+        for r in rows:
+            if "align_score_per_frame" in r:
+                ax.axvline(r["iter"], color="grey", lw=0.5, alpha=0.5)
+    fig.suptitle(f"{model_dir} (grey: realignments)")
     fig.tight_layout()
     return _save(fig, out)
 

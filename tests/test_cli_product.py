@@ -95,13 +95,14 @@ def test_results_and_plots(yesno_run: Path, tmp_path: Path) -> None:
         assert f"| {system} | test |" in table
     wav = _wav(yesno_run)
     pngs = {"align": ["align", exp / "tri1", wav, " ".join(WORDS)], "posteriors": ["posteriors", exp / "ctc", wav],
-            "training": ["training", exp / "dnn"], "wer": ["wer", exp]}
+            "training": ["training", exp / "dnn"], "ctc_training": ["training", exp / "ctc"],
+            "em_training": ["training", exp / "mono"], "wer": ["wer", exp]}
     for name, args in pngs.items():
         out = tmp_path / f"{name}.png"
         _asr("plot", *args, "--out", out)
         img = matplotlib.image.imread(out)
         assert img.shape[:2] == (600, 1000) and img.std() > 0, name
-    bad = _asr("plot", "training", exp / "mono", "--out", tmp_path / "x.png", check=False)
+    bad = _asr("plot", "training", tmp_path, "--out", tmp_path / "x.png", check=False)
     assert bad.returncode == 1 and "train_log.json" in bad.stderr
 
 
