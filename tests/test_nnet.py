@@ -299,3 +299,16 @@ def test_aligner_takes_scaled_likelihoods_of_any_model(tiny_system):
 
     ali = Aligner(Planned(), {"u": np.zeros((len(plan), 4))}, {"u": graph}, acoustic_scale=1.0).align()["u"]
     assert graph.pdf[ali.states].tolist() == plan
+
+
+def test_frequency_masks_zero_whole_bands_across_the_window():
+    from asr.nnet.train import mask_frequencies
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 11 * 40)
+    y = mask_frequencies(x, 40, masks=2, width=8).view(64, 11, 40)
+    assert y.shape == (64, 11, 40) and (y == 0).any()
+    # A masked bin is masked in all 11 frames of its window; at most 2 x 8 bins per window.
+    per_bin = (y == 0).all(dim=1)
+    assert torch.equal(per_bin, (y == 0).any(dim=1))
+    assert int(per_bin.sum(dim=1).max()) <= 16

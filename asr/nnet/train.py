@@ -64,6 +64,9 @@ class TrainConfig(Config):
     cv_fraction: float = 0.1  # share of training speakers (or utterances) held out
     cv_by: str = "speaker"  # "speaker": unseen voices; "utterance": when test speakers are training speakers
     curriculum: bool = False  # epoch 1: shortest utterances first
+    spec_augment: bool = False  # mask frequency bands of each training window (SpecAugment)
+    freq_masks: int = 2
+    freq_mask_width: int = 8  # bins, at most
     prior_floor: float = 1e-8
     prior_scale: float = 1.0
     acoustic_scale: float = 0.1
@@ -125,6 +128,19 @@ def frame_order(frames: FrameSet, curriculum: bool, gen: torch.Generator) -> tor
     return perm[torch.argsort(lens, stable=True)]
 
 
+def mask_frequencies(x: torch.Tensor, dim: int, masks: int, width: int) -> torch.Tensor:
+    """SpecAugment's frequency masks on spliced windows: (B, (2k+1)*dim) with, per window,
+    ``masks`` bands of up to ``width`` bins zeroed (the CMVN mean) in every frame."""
+    B = x.shape[0]
+    f = torch.arange(dim, device=x.device)[None]
+    keep = torch.ones(B, dim, dtype=torch.bool, device=x.device)
+    for _ in range(masks):
+        w = torch.randint(0, width + 1, (B, 1), device=x.device)
+        f0 = (torch.rand(B, 1, device=x.device) * (dim - w + 1)).long()
+        keep &= ~((f >= f0) & (f < f0 + w))
+    return (x.view(B, -1, dim) * keep[:, None, :]).view(B, -1)
+
+
 def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
               opt: torch.optim.Optimizer | None, desc: str) -> tuple[float, float]:
     """One pass (training when ``opt`` is given, evaluation otherwise): (mean loss, frame accuracy)."""
@@ -142,6 +158,8 @@ def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cf
     for start in tqdm(range(0, len(order), bs), desc=desc, unit="batch", leave=False, disable=None):
         idx = order[start:start + bs]
         x, y = frames.batch(idx, context)
+        if train and cfg.spec_augment:
+            x = mask_frequencies(x, frames.feats.shape[1], cfg.freq_masks, cfg.freq_mask_width)
         with torch.set_grad_enabled(train), autocast:
             logits = net(x)
             loss = loss_fn(logits.float(), y)
