@@ -18,11 +18,7 @@ import torch
 
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.ctc_train import CtcTrainConfig, build_utterances, run_epoch
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from bench_dnn import sync  # this folder is on sys.path when a bench script runs
 
 
 def main() -> None:

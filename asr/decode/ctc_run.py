@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.decode.ctc_search import greedy_search, prefix_beam_nbest, prefix_beam_search
+from asr.decode.ctc_search import greedy_search, prefix_beam_nbest
 from asr.decode.run import features_for_files, frame_shift_s, load_model, write_decode_outputs
 from asr.features import load_features
 from asr.score import ErrorCounts, read_text, score_texts
@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 SEARCHES = ("greedy", "prefix")
 
 
-def _search(model, feats: dict[str, np.ndarray], search: str, beam: int, desc: str) -> dict[str, list[str]]:
+def _search(model, feats: dict[str, np.ndarray], search: str, beam: int, nbest: int,
+            desc: str) -> dict[str, list[tuple[list[str], float]]]:
+    """key -> the ``nbest`` best outputs (greedy: one) in the model's units, with log-probabilities."""
     if getattr(model, "kind", None) != "ctc":
         raise AsrError(f"--search {search} needs a CTC model dir")
     if search not in SEARCHES:
         raise AsrError(f"--search must be one of {', '.join(SEARCHES)} or graph, got {search!r}")
+    if search == "greedy" and nbest > 1:
+        raise AsrError("--nbest needs --search prefix (greedy search has one path)")
     out = {}
     for u, f in tqdm(feats.items(), desc=desc, unit="utt", leave=False, disable=None):
         lp = model.log_posteriors(f).numpy()
-        ids = greedy_search(lp) if search == "greedy" else prefix_beam_search(lp, beam)
-        out[u] = model.tokens.decode(ids)
+        if search == "greedy":
+            out[u] = [(model.tokens.decode(greedy_search(lp)), float(lp.max(axis=1).sum()))]
+        else:
+            out[u] = [(model.tokens.decode(ids), score) for ids, score in prefix_beam_nbest(lp, max(beam, nbest))[:nbest]]
     return out
 
 
@@ -43,19 +49,7 @@ def search_files(model_dir: str | Path, paths: list[str], search: str = "greedy"
     """Token (phone model) or word (character model) transcripts of audio files: the
     ``nbest`` best of each (greedy: one) with their log-probabilities."""
     model = load_model(model_dir, device)
-    if getattr(model, "kind", None) != "ctc":
-        raise AsrError(f"--search {search} needs a CTC model dir")
-    out = {}
-    for p, f in features_for_files(model, paths).items():
-        lp = model.log_posteriors(f).numpy()
-        if search == "greedy":
-            if nbest > 1:
-                raise AsrError("--nbest needs --search prefix (greedy search has one path)")
-            ids = greedy_search(lp)
-            out[p] = [(model.tokens.decode(ids), float(lp.max(axis=1).sum()))]
-        else:
-            out[p] = [(model.tokens.decode(ids), score) for ids, score in prefix_beam_nbest(lp, max(beam, nbest))[:nbest]]
-    return out
+    return _search(model, features_for_files(model, paths), search, beam, nbest, search)
 
 
 def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, search: str = "greedy",
@@ -65,7 +59,7 @@ def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     model = load_model(model_dir)
     t0 = time.time()
     feats = load_features(data_dir, model.pipeline)
-    hyp = _search(model, feats, search, beam, f"{search} {data_dir.name}")
+    hyp = {u: best[0][0] for u, best in _search(model, feats, search, beam, 1, f"{search} {data_dir.name}").items()}
     seconds = time.time() - t0
     audio_seconds = sum(len(f) for f in feats.values()) * frame_shift_s(model) / model.subsample
     counts, per_utt = None, []
