@@ -44,6 +44,14 @@ def write_network(model_dir: Path, net, **arrays: np.ndarray) -> None:
         np.savez(tmp, **arrays)
 
 
+def read_network(model_dir: Path, net, device: str = "cpu"):
+    """Load nnet.pt into ``net`` (built from model.json), move it to ``device``, eval mode; returns it."""
+    import torch
+
+    net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
+    return net.to(device).eval()
+
+
 def read_meta(model_dir: Path, kind: str | None = None) -> dict:
     """model.json of a model dir (that must hold a ``kind`` model, when given)."""
     if not (model_dir / "model.json").exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -54,6 +55,28 @@ def test_yesno_recipe_zero_wer(yesno_run: Path) -> None:
     assert "missing.wav" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@contextlib.contextmanager
+def _interrupted_in_epoch_2(trainer_module, monkeypatch):
+    """A trainer module whose run_epoch raises KeyboardInterrupt at the start of the second
+    training epoch (both trainers pass the optimiser as run_epoch's 5th argument, None when
+    evaluating); restored on exit."""
+    real_epoch = trainer_module.run_epoch
+    seen = {"train": 0}
+
+    def interrupted(*args):
+        if args[4] is not None:
+            seen["train"] += 1
+            if seen["train"] == 2:
+                raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(trainer_module, "run_epoch", interrupted)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(trainer_module, "run_epoch", real_epoch)
+
+
 @pytest.mark.slow
 def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch) -> None:
     """Interrupted in epoch 2, a rerun continues from the epoch-1 checkpoint."""
@@ -64,21 +87,9 @@ def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     out = yesno_run / "exp" / "yesno" / "dnn_resume"
     cfg = train_mod.TrainConfig.from_flat({"num_layers": 1, "hidden_dim": 32, "max_epochs": 3, "min_epochs": 3,
                                            "threads": 1})
-    real_epoch = train_mod.run_epoch
-    seen = {"train": 0}
-
-    def interrupted(net, frames, order, cfg, opt, desc):
-        if opt is not None:
-            seen["train"] += 1
-            if seen["train"] == 2:
-                raise KeyboardInterrupt
-        return real_epoch(net, frames, order, cfg, opt, desc)
-
-    monkeypatch.setattr(train_mod, "run_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), _interrupted_in_epoch_2(train_mod, monkeypatch):
         train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
     assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
-    monkeypatch.setattr(train_mod, "run_epoch", real_epoch)
     model = train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
     history = json.loads((out / "train_log.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
@@ -131,21 +142,9 @@ def test_ctc_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     out = yesno_run / "exp" / "yesno" / "ctc_resume"
     cfg = ctc_mod.CtcTrainConfig.from_flat({"num_layers": 1, "hidden_dim": 16, "max_epochs": 3, "min_epochs": 3,
                                             "threads": 1, "batch_frames": 4000})
-    real_epoch = ctc_mod.run_epoch
-    seen = {"train": 0}
-
-    def interrupted(net, data, batches, cfg, opt, gen, desc):
-        if opt is not None:
-            seen["train"] += 1
-            if seen["train"] == 2:
-                raise KeyboardInterrupt
-        return real_epoch(net, data, batches, cfg, opt, gen, desc)
-
-    monkeypatch.setattr(ctc_mod, "run_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), _interrupted_in_epoch_2(ctc_mod, monkeypatch):
         ctc_mod.train_ctc(data, lang, out, cfg)
     assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
-    monkeypatch.setattr(ctc_mod, "run_epoch", real_epoch)
     model = ctc_mod.train_ctc(data, lang, out, cfg)
     history = json.loads((out / "train_log.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3

@@ -102,14 +102,21 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
         from asr.nnet.ctc_align import ctc_spans
 
         return to_seconds(ctc_spans(model, feats[audio], words, audio), frame_shift_s(model)), duration
-    g = build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
-                          opts.get("sil_prob", 0.5), audio)
-    aligner = Aligner(model, feats, {audio: g}, opts.get("acoustic_scale", model.decoder.acoustic_scale),
-                      opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
-    alis = aligner.align()
+    graphs, alis = _force_align(model, feats, {audio: words}, opts)
     if audio not in alis:
         raise AsrError(f"{audio}: too short for its transcript, or no alignment fits")
-    return to_seconds(frame_spans(model, g, alis[audio], words), frame_shift_s(model)), duration
+    return to_seconds(frame_spans(model, graphs[audio], alis[audio], words), frame_shift_s(model)), duration
+
+
+def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]], opts: dict
+                 ) -> tuple[dict[str, AlignGraph], dict[str, Alignment]]:
+    """Training graphs of ``text`` and their alignments, with the ``[align]`` options
+    (sil_prob, acoustic_scale, transition_scale, boost_silence; the model's defaults otherwise)."""
+    graphs = {u: build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
+                                   opts.get("sil_prob", 0.5), u) for u, words in text.items()}
+    aligner = Aligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
+                      opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+    return graphs, aligner.align()
 
 
 def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None
@@ -125,11 +132,7 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
     model = load_model(model_dir)
     data = DataDir.load(data_dir)
     feats = load_features(data_dir, model.pipeline)
-    graphs = {u: build_align_graph(data.text[u], model.lexicon, model.phones, model.trans, model.ctx,
-                                   model.silence_phone, opts.get("sil_prob", 0.5), u) for u in data.utts()}
-    aligner = Aligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
-                         opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
-    alis = aligner.align()
+    graphs, alis = _force_align(model, feats, {u: data.text[u] for u in data.utts()}, opts)
     save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)
     shift = model.feature.frame_shift_ms / 1000
     frames = sum(len(a.states) for a in alis.values())

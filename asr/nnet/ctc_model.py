@@ -24,7 +24,7 @@ from asr.hmm.ctc_topology import CtcContext, ctc_topology
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.lang.prepare import Lang
-from asr.model_dir import read_hmm_side, read_meta, write_hmm_side, write_network
+from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.tokens import WORD_SEP, TokenSet
 from asr.utils import AsrError
@@ -111,8 +111,7 @@ class CtcModel:
             trans_lp = z["trans_log_probs"]
             log_priors = z["log_priors"] if "log_priors" in z else None
         tokens = TokenSet.read(model_dir / "tokens.txt", meta["token_kind"])
-        net = CtcNet(CtcNetConfig.from_dict(meta["net"]), meta["input_dim"], len(tokens))
-        net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
-        net.to(device).eval()
+        net = read_network(model_dir, CtcNet(CtcNetConfig.from_dict(meta["net"]), meta["input_dim"], len(tokens)),
+                           device)
         return cls(net=net, tokens=tokens, device=device, log_priors=log_priors,
                    prior_scale=meta.get("prior_scale", 0.0), **read_hmm_side(model_dir, meta, trans_lp))

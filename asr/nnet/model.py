@@ -25,7 +25,7 @@ from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import splice
-from asr.model_dir import read_hmm_side, read_meta, write_hmm_side, write_network
+from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.network import AcousticNet, NetConfig
 from asr.utils import AsrError
 
@@ -88,9 +88,8 @@ class DnnHmm:
         meta = read_meta(model_dir, cls.kind)
         with np.load(model_dir / "model.npz") as z:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
-        net = AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"], meta["num_pdfs"])
-        net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
-        net.to(device).eval()
+        net = read_network(model_dir, AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"],
+                                                  meta["num_pdfs"]), device)
         return cls(net=net, log_priors=log_priors, prior_scale=meta.get("prior_scale", 1.0), device=device,
                    **read_hmm_side(model_dir, meta, trans_lp))
 
