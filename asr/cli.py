@@ -71,6 +71,22 @@ def cmd_features(a: argparse.Namespace) -> None:
         make_features(d, cfg)
 
 
+def cmd_perturb_speed(a: argparse.Namespace) -> None:
+    from asr.perturb import perturb_speed
+
+    try:
+        factors = [float(f) for f in a.factors.split(",")]
+    except ValueError:
+        raise AsrError(f"--factors expects numbers separated by commas, got {a.factors!r}") from None
+    perturb_speed(a.data, a.out, factors)
+
+
+def cmd_subset_data(a: argparse.Namespace) -> None:
+    from asr.datadir import read_utt_list, subset_data_dir
+
+    subset_data_dir(a.data, read_utt_list(a.utt_list), a.out)
+
+
 def cmd_train_mono(a: argparse.Namespace) -> None:
     from asr.gmm.train_mono import MonoConfig, train_mono
 
@@ -352,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--section", default="features", help="config section with the options (e.g. fbank)")
     sp.add_argument("--suffix", help="compute into a copy of each data dir named DIR+SUFFIX (e.g. _fbank)")
     config_opts(sp)
+
+    sp = add("perturb-speed", cmd_perturb_speed, "copy a data dir at several speeds (Kaldi's 3-way speed perturbation)",
+             "asr perturb-speed data/an4/train data/an4/train_sp --factors 0.9,1.0,1.1")
+    sp.add_argument("data", help="source data dir")
+    sp.add_argument("out", help="new data dir: utterances sp<f>-<utt> (factor 1 keeps the ids), wavs in OUT/wav")
+    sp.add_argument("--factors", default="0.9,1.0,1.1", help="speed factors (default 0.9,1.0,1.1)")
+
+    sp = add("subset-data", cmd_subset_data, "copy the utterances of a list out of a data dir, features included",
+             "asr subset-data data/an4/train_fbank data/an4/heldout_fbank --utt-list exp/an4/dnn/heldout_utts")
+    sp.add_argument("data", help="source data dir")
+    sp.add_argument("out", help="new data dir (its feats.scp points into the source's ark files)")
+    sp.add_argument("--utt-list", required=True, help="file with one utterance id per line")
 
     sp = add("train-mono", cmd_train_mono, "train a monophone GMM-HMM from a flat start",
              "asr train-mono --data data/train --lang data/lang --out exp/mono")

@@ -207,6 +207,43 @@ class DataDir:
         self.path = path
 
 
+# Files of a data dir keyed by utterance or by speaker that a subset filters (Kaldi's
+# utils/subset_data_dir.sh); files of the whole dir (feature options) are copied.
+_PER_UTT_FILES = ("feats.scp", "utt2num_frames", "utt2dur")
+_PER_SPK_FILES = ("cmvn.scp",)
+_WHOLE_DIR_FILES = ("feats_conf.json",)
+
+
+def subset_data_dir(src: str | os.PathLike, utts: list[str], out: str | os.PathLike) -> DataDir:
+    """Write data dir ``out`` with only ``utts`` of ``src``, features included.
+
+    The features stay in ``src``'s ark files (the scp lines are copied), and speakers keep
+    their CMVN statistics, so a subset of whole speakers sees exactly the features it had.
+    """
+    src, out = Path(src), Path(out)
+    data = DataDir.load(src, require_text=False)
+    sub = data.subset(utts)
+    sub.write(out)
+    speakers = set(sub.utt2spk.values())
+    for name in _PER_UTT_FILES + _PER_SPK_FILES:
+        if (src / name).is_file():
+            keep = speakers if name in _PER_SPK_FILES else sub.utt2spk
+            write_kv(out / name, {k: v for k, v in read_kv(src / name).items() if k in keep})
+    for name in _WHOLE_DIR_FILES:
+        if (src / name).is_file():
+            with atomic_open(out / name) as f:
+                f.write((src / name).read_text(encoding="utf-8"))
+    return sub
+
+
+def read_utt_list(path: str | os.PathLike) -> list[str]:
+    """Utterance ids, the first token of each non-blank line (Kaldi uttlist files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"file not found: {path}")
+    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 class AudioReader:
     """Reads utterances' audio from a data dir, cutting ``segments`` out of their recordings
     (the last recording read is kept, so segments in recording order read each file once)."""

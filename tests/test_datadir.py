@@ -84,3 +84,27 @@ def test_read_kv_errors(tmp_path):
 def test_subset_unknown():
     with pytest.raises(AsrError, match="nobody"):
         _example().subset(["nobody"])
+
+
+def test_subset_data_dir_keeps_features_of_its_utterances_and_speakers(tmp_path):
+    from asr.cli import main
+    from asr.datadir import read_utt_list, subset_data_dir
+
+    d = _example()
+    d.write(tmp_path / "d")
+    (tmp_path / "d" / "feats.scp").write_text("spkA-1 f.ark:1\nspkA-2 f.ark:2\nspkB-2 f.ark:3\n")
+    (tmp_path / "d" / "utt2num_frames").write_text("spkA-1 10\nspkA-2 20\nspkB-2 30\n")
+    (tmp_path / "d" / "cmvn.scp").write_text("spkA c.ark:1\nspkB c.ark:2\n")
+    (tmp_path / "d" / "feats_conf.json").write_text('{"kind": "fbank"}\n')
+    (tmp_path / "list").write_text("spkB-2\n\n")
+    assert main(["subset-data", str(tmp_path / "d"), str(tmp_path / "s"), "--utt-list", str(tmp_path / "list")]) == 0
+    s = tmp_path / "s"
+    assert DataDir.load(s).utts() == ["spkB-2"]
+    assert (s / "feats.scp").read_text() == "spkB-2 f.ark:3\n"
+    assert (s / "utt2num_frames").read_text() == "spkB-2 30\n"
+    assert (s / "cmvn.scp").read_text() == "spkB c.ark:2\n"
+    assert (s / "feats_conf.json").read_text() == '{"kind": "fbank"}\n'
+    with pytest.raises(AsrError, match="unknown utterance 'nope'"):
+        subset_data_dir(tmp_path / "d", ["nope"], tmp_path / "t")
+    with pytest.raises(AsrError, match="file not found"):
+        read_utt_list(tmp_path / "missing")

@@ -94,6 +94,9 @@ def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     history = json.loads((out / "train_log.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
     assert not (out / "checkpoint.pt").exists()
+    # The utterances held out of training are listed (Kaldi's valid_uttlist), a dev set to tune on.
+    held = (out / "heldout_utts").read_text().split()
+    assert held and set(held) <= set((data / "utt2spk").read_text().split()[::2])
     # Two DNNs on the same tree decode as an ensemble through the CLI.
     wav = yesno_run / "data" / "yesno" / "local" / "waves_yesno" / "1_0_0_0_0_0_1_1.wav"
     ens = f"{yesno_run / 'exp' / 'yesno' / 'dnn'},{out}"

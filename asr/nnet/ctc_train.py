@@ -34,6 +34,7 @@ from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
+from asr.perturb import change_speed, perturbed_id
 from asr.score import align_words
 from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
 
@@ -99,16 +100,12 @@ def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, 
                     desc: str) -> dict[str, np.ndarray]:
     """Features of ``utts`` played ``factor`` times faster (resampled, so pitch moves too, as in
     Kaldi), with CMVN per perturbed speaker."""
-    import torchaudio
-
     rate = feature_cfg.sample_rate
     raw = {}
     audio = AudioReader(data, rate)
     for u in tqdm(utts, desc=desc, unit="utt", leave=False, disable=None):
         samples, _ = audio(u)
-        wave = torchaudio.functional.resample(torch.as_tensor(samples, dtype=torch.float32),
-                                              orig_freq=round(rate * factor), new_freq=rate)
-        raw[u] = compute_features(wave.numpy(), feature_cfg)
+        raw[u] = compute_features(change_speed(samples, rate, factor), feature_cfg)
     out = {}
     by_spk: dict[str, list[str]] = {}
     for u in utts:
@@ -117,7 +114,7 @@ def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, 
         stats = cmvn_stats(raw[u] for u in spk_utts) if pipeline.cmvn else None
         for u in spk_utts:
             f = apply_cmvn(raw[u], stats, pipeline.norm_vars) if stats is not None else raw[u]
-            out[f"sp{factor:g}-{u}"] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
+            out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
     return out
 
 

@@ -39,6 +39,7 @@ from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
 from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
+from asr.perturb import is_perturbed, original_id
 from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -105,17 +106,27 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int,
                    by: str = "speaker") -> tuple[list[str], list[str]]:
     """(train, held-out) utterances; held-out = whole speakers, about ``fraction`` of them
-    (``by="utterance"``: every round(1/fraction)-th utterance instead)."""
-    speakers = sorted({data.utt2spk[u] for u in utts})
+    (``by="utterance"``: every round(1/fraction)-th utterance instead).
+
+    Speed-perturbed copies (``sp0.9-utt``, see :mod:`asr.perturb`) go with their original:
+    a held-out speaker's copies are left out of both sets (its voice must stay unseen, and
+    the held-out loss is measured on real audio), so the held-out set is the one the same
+    seed picks without perturbation.
+    """
+    originals = [u for u in utts if not is_perturbed(u)] or utts
+    speakers = sorted({original_id(data.utt2spk[u]) for u in originals})
     if fraction <= 0 or len(speakers) < 2 or by == "utterance":
         # One speaker (yesno), or test speakers that are training speakers (FSDD).
-        cv = set(utts[::max(1, round(1 / fraction))]) if fraction > 0 else set()
+        cv = set(originals[::max(1, round(1 / fraction))]) if fraction > 0 else set()
+        held = {original_id(u) for u in cv}
+        left_out = {u for u in utts if original_id(u) in held}
     else:
         rng = np.random.default_rng(seed)
         n = max(1, round(fraction * len(speakers)))
         cv_spk = set(rng.choice(speakers, size=n, replace=False).tolist())
-        cv = {u for u in utts if data.utt2spk[u] in cv_spk}
-    return [u for u in utts if u not in cv], [u for u in utts if u in cv]
+        left_out = {u for u in utts if original_id(data.utt2spk[u]) in cv_spk}
+        cv = {u for u in left_out if not is_perturbed(u)} or left_out
+    return [u for u in utts if u not in left_out], [u for u in utts if u in cv]
 
 
 def frame_order(frames: FrameSet, curriculum: bool, gen: torch.Generator) -> torch.Tensor:
@@ -265,6 +276,9 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     if rank == 0:
         model.save(out_dir)
         write_text_atomic(out_dir / "train_log.json", json.dumps(state["history"], indent=1) + "\n")
+        # Kaldi's valid_uttlist: utterances the network never trained on, a dev set for
+        # tuning decoding (`asr subset-data DATA DEV --utt-list OUT/heldout_utts`).
+        write_text_atomic(out_dir / "heldout_utts", "".join(f"{u}\n" for u in cv_utts))
         ckpt.unlink(missing_ok=True)
     if world > 1:
         torch.distributed.barrier()
