@@ -13,6 +13,8 @@
 #   PREPARE_CMD  how stage 1 makes $(DATA)/{train,test,...} and the dict $(DATA)/local
 #                (default: `asr prepare $(CORPUS)`; recipes/TEMPLATE copies your own)
 #   LANG_DEPS    files the lang stage needs besides the data (e.g. an LM built from text)
+#   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
+#   DECODE_OPTS_heldout  how the DNN's held-out speakers are decoded when a recipe tunes on them
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -70,11 +72,40 @@ $(EXP)/tri1/.done.train: $(EXP)/mono/.done.train
 # Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).
 6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn ctc,$(SYSTEMS))))
 
+# The DNN's training data: TRAIN_SET, or with DNN_SPEED_PERTURB (e.g. 0.9,1.0,1.1) Kaldi
+# nnet3's speed-perturbed copies of it, aligned by tri1 like the original.
+ifneq ($(DNN_SPEED_PERTURB),)
+DNN_TRAIN := $(TRAIN_SET)_sp
+DNN_ALI   := $(EXP)/tri1_ali_sp
+$(DATA)/$(DNN_TRAIN)/.done: $(DATA)/.done.data
+	$(ASR) perturb-speed $(DATA)/$(TRAIN_SET) $(DATA)/$(DNN_TRAIN) --factors $(DNN_SPEED_PERTURB)
+	$(ASR) features --config $(CONF) $(DATA)/$(DNN_TRAIN)
+	$(ASR) features --config $(CONF) --section fbank --suffix _fbank $(DATA)/$(DNN_TRAIN)
+	touch $@
+$(DNN_ALI)/.done: $(EXP)/tri1/.done.train $(DATA)/$(DNN_TRAIN)/.done
+	$(ASR) align $(EXP)/tri1 --data $(DATA)/$(DNN_TRAIN) --out $(DNN_ALI)
+	touch $@
+DNN_DEPS  := $(DNN_ALI)/.done
+else
+DNN_TRAIN := $(TRAIN_SET)
+DNN_ALI   := $(EXP)/tri1/ali
+DNN_DEPS  := $(DATA)/.done.fbank
+endif
+
 # Hybrid DNN-HMM on the tri1 tied states ([dnn] section).
 dnn: $(EXP)/dnn/.done.train
-$(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DATA)/.done.fbank
-	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --ali $(EXP)/tri1/ali --gmm $(EXP)/tri1 \
+$(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DNN_DEPS)
+	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) --gmm $(EXP)/tri1 \
 	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	touch $@
+
+# The DNN's held-out utterances (whole training speakers it never trained on) as a dev
+# set: a recipe without one sets DECODE_OPTS_<set>_dnn = --tune-on $(EXP)/dnn/decode_heldout.
+DECODE_OPTS_heldout ?= --sweep 7:17
+$(EXP)/dnn/decode_heldout/.done: $(EXP)/dnn/.done.graph
+	$(ASR) subset-data $(DATA)/$(DNN_TRAIN)_fbank $(DATA)/heldout_dnn_fbank --utt-list $(EXP)/dnn/heldout_utts
+	$(ASR) decode --config $(CONF) $(EXP)/dnn --data $(DATA)/heldout_dnn_fbank --dir $(EXP)/dnn/decode_heldout \
+	  --nj $(NJ) $(DECODE_OPTS_heldout)
 	touch $@
 
 # End-to-end (Bi)LSTM trained with CTC on phone tokens, no alignment ([ctc] section).
