@@ -14,7 +14,8 @@
 #                (default: `asr prepare $(CORPUS)`; recipes/TEMPLATE copies your own)
 #   LANG_DEPS    files the lang stage needs besides the data (e.g. an LM built from text)
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
-#   DECODE_OPTS_heldout  how the DNN's held-out speakers are decoded when a recipe tunes on them
+#   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
+#   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -99,9 +100,14 @@ $(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DNN_DEPS)
 	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 	touch $@
 
-# The DNN's held-out utterances (whole training speakers it never trained on) as a dev
-# set: a recipe without one sets DECODE_OPTS_<set>_dnn = --tune-on $(EXP)/dnn/decode_heldout.
+# The DNN's held-out utterances (whole training speakers it never trained on) as a dev set
+# for a corpus without one: with DNN_TUNE_HELDOUT=yes every test set's DNN decode takes
+# LMWT and penalty from the DECODE_OPTS_heldout grid decoded on them.
 DECODE_OPTS_heldout ?= --sweep 7:17
+ifeq ($(DNN_TUNE_HELDOUT),yes)
+$(foreach s,$(TEST_SETS),$(eval DECODE_OPTS_$(s)_dnn = --tune-on $(EXP)/dnn/decode_heldout))
+$(EXP)/dnn/.done.decode: $(EXP)/dnn/decode_heldout/.done
+endif
 $(EXP)/dnn/decode_heldout/.done: $(EXP)/dnn/.done.graph
 	$(ASR) subset-data $(DATA)/$(DNN_TRAIN)_fbank $(DATA)/heldout_dnn_fbank --utt-list $(EXP)/dnn/heldout_utts
 	$(ASR) decode --config $(CONF) $(EXP)/dnn --data $(DATA)/heldout_dnn_fbank --dir $(EXP)/dnn/decode_heldout \

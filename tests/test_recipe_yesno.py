@@ -179,3 +179,34 @@ def test_template_recipe_trains_on_your_own_data(yesno_run: Path, tmp_path: Path
     # a trigram learns the training sequences and cost 3 errors here.
     assert float(wer[1]) <= 1.0, wer
     assert "| mono | test |" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_recipe_dnn_on_speed_perturbed_copies_tuned_on_held_out(yesno_run: Path, tmp_path: Path) -> None:
+    """AN4's DNN stage on yesno: 3-way speed-perturbed copies aligned by tri1, LMWT chosen on
+    the DNN's held-out utterances and applied once to test."""
+    import shutil
+
+    data, exp = tmp_path / "data" / "yesno", tmp_path / "exp" / "yesno"
+    shutil.copytree(yesno_run / "data" / "yesno", data)  # copy2 keeps the stamps' times
+    for system in ("mono", "tri1"):
+        shutil.copytree(yesno_run / "exp" / "yesno" / system, exp / system)
+    root = Path(__file__).resolve().parents[1]
+    cmd = ["make", "-C", str(root / "recipes" / "yesno"), f"ASR={ASR}", "SYSTEMS=dnn",
+           "DNN_SPEED_PERTURB=0.9,1.0,1.1", "DNN_TUNE_HELDOUT=yes", f"DATA_ROOT={tmp_path / 'data'}",
+           f"EXP_ROOT={tmp_path / 'exp'}", f"RESULTS={tmp_path / 'RESULTS.md'}"]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "train-mono" not in run.stdout and "train-tri" not in run.stdout  # resumed after tri1
+    utts = (data / "train_sp" / "utt2spk").read_text().split()[::2]
+    assert len(utts) == 3 * 31 and sum(u.startswith("sp0.9-") for u in utts) == 31
+    assert len((exp / "tri1_ali_sp" / "ali.pdf.scp").read_text().splitlines()) == 93
+    # The held-out utterances are real audio, and none of their copies was trained on.
+    held = (exp / "dnn" / "heldout_utts").read_text().split()
+    assert held and not any(u.startswith("sp") for u in held)
+    info = json.loads((exp / "dnn" / "decode_test" / "decode_info.json").read_text())
+    assert info["selection"].startswith("tuned on") and info["selection"].endswith("decode_heldout")
+    assert (exp / "dnn" / "decode_heldout" / "best_config.json").exists()
+    assert info["wer"] <= 1.0, info
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| dnn | heldout |" in results and "| dnn | test |" in results
