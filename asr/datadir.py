@@ -174,6 +174,11 @@ class DataDir:
         """Sorted utterance ids."""
         return sorted(self.utt2spk)
 
+    def utts_by_recording(self) -> list[str]:
+        """Utterance ids grouped by recording (then sorted), so that an AudioReader walking
+        them reads each recording once."""
+        return sorted(self.utt2spk, key=lambda u: (self.recording(u), u))
+
     def subset(self, utts: list[str]) -> "DataDir":
         """A new DataDir (no path) with only ``utts``; an unknown utterance is an AsrError."""
         for u in utts:

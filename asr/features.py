@@ -198,6 +198,15 @@ def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = False) ->
     return out.astype(np.float32)
 
 
+def speaker_cmvn_stats(feats: dict[str, np.ndarray], utt2spk: dict[str, str]) -> dict[str, np.ndarray]:
+    """Per-speaker CMVN statistics of the utterances in ``feats`` (each speaker's utterances
+    accumulated in sorted order): speaker -> (2, D + 1)."""
+    by_spk: dict[str, list[str]] = {}
+    for u in sorted(feats):
+        by_spk.setdefault(utt2spk[u], []).append(u)
+    return {spk: cmvn_stats(feats[u] for u in utts) for spk, utts in sorted(by_spk.items())}
+
+
 def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
     """Compute and store raw features + per-speaker CMVN stats for a data dir.
 
@@ -213,7 +222,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
             return
     feats: dict[str, np.ndarray] = {}
     audio = AudioReader(data, cfg.sample_rate)
-    utts = sorted(data.utts(), key=lambda u: (data.recording(u), u))  # each recording read once
+    utts = data.utts_by_recording()
     for utt in tqdm(utts, desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None):
         samples, _ = audio(utt)
         f = compute_features(samples, cfg)
@@ -221,7 +230,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
             raise AsrError(f"{data_dir}: utterance {utt} is shorter than one analysis window")
         feats[utt] = f
     _write_ark(data_dir / "feats", feats)
-    spk_stats = {spk: cmvn_stats(feats[u] for u in utts) for spk, utts in data.spk2utt.items()}
+    spk_stats = speaker_cmvn_stats(feats, data.utt2spk)
     _write_ark(data_dir / "cmvn", spk_stats)
     write_text_atomic(data_dir / "utt2num_frames", "".join(f"{u} {f.shape[0]}\n" for u, f in feats.items()))
     write_text_atomic(conf_path, json.dumps(cfg.to_dict(), indent=1) + "\n")

@@ -66,10 +66,9 @@ def perturb_speed(src: str | Path, out: str | Path, factors: list[float]) -> Dat
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     result = DataDir()
-    segments: dict[str, tuple[str, float, float]] = {}
     audio = AudioReader(data)
     for factor in factors:
-        for utt in tqdm(data.utts(), desc=f"speed {factor:g}", unit="utt", leave=False, disable=None):
+        for utt in tqdm(data.utts_by_recording(), desc=f"speed {factor:g}", unit="utt", leave=False, disable=None):
             new = perturbed_id(factor, utt)
             if new in result.utt2spk:
                 raise AsrError(f"{src}: perturbed id '{new}' clashes with an existing utterance")
@@ -79,7 +78,8 @@ def perturb_speed(src: str | Path, out: str | Path, factors: list[float]) -> Dat
             if factor == 1:
                 rec = data.recording(utt)
                 result.wav[rec] = data.wav[rec]
-                segments[new] = data.segments[utt] if data.segments else (rec, 0.0, -1.0)
+                if data.segments:
+                    result.segments[new] = data.segments[utt]
                 continue
             path = (wav_dir / f"{new}.wav").resolve()
             if not path.exists():
@@ -88,9 +88,8 @@ def perturb_speed(src: str | Path, out: str | Path, factors: list[float]) -> Dat
                 with atomic_open(path, "wb") as f:
                     sf.write(f, fast, rate, subtype="PCM_16", format="WAV")
             result.wav[new] = str(path)
-            segments[new] = (new, 0.0, -1.0)
-    if data.segments:
-        # Original utterances are cut from recordings; copies are whole files (one segment each).
-        result.segments = segments
+            if data.segments:
+                # Originals are cut from recordings; a copy is a whole file (one segment).
+                result.segments[new] = (new, 0.0, -1.0)
     result.write(out)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -55,11 +54,11 @@ def test_yesno_recipe_zero_wer(yesno_run: Path) -> None:
     assert "missing.wav" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@contextlib.contextmanager
-def _interrupted_in_epoch_2(trainer_module, monkeypatch):
-    """A trainer module whose run_epoch raises KeyboardInterrupt at the start of the second
-    training epoch (both trainers pass the optimiser as run_epoch's 5th argument, None when
-    evaluating); restored on exit."""
+def _interrupt_then_resume(trainer_module, train, out: Path, monkeypatch):
+    """Run ``train()`` with the module's run_epoch raising KeyboardInterrupt at the start of
+    the second training epoch (both trainers pass the optimiser as run_epoch's 5th argument,
+    None when evaluating), check it left a checkpoint and no model, then run it again: the
+    rerun must continue from epoch 1's checkpoint to the configured 3 epochs. The model."""
     real_epoch = trainer_module.run_epoch
     seen = {"train": 0}
 
@@ -71,10 +70,15 @@ def _interrupted_in_epoch_2(trainer_module, monkeypatch):
         return real_epoch(*args)
 
     monkeypatch.setattr(trainer_module, "run_epoch", interrupted)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(trainer_module, "run_epoch", real_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(trainer_module, "run_epoch", real_epoch)
+    assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
+    model = train()
+    history = json.loads((out / "train_log.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
+    assert not (out / "checkpoint.pt").exists()
+    return model
 
 
 @pytest.mark.slow
@@ -87,13 +91,7 @@ def test_dnn_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     out = yesno_run / "exp" / "yesno" / "dnn_resume"
     cfg = train_mod.TrainConfig.from_flat({"num_layers": 1, "hidden_dim": 32, "max_epochs": 3, "min_epochs": 3,
                                            "threads": 1})
-    with pytest.raises(KeyboardInterrupt), _interrupted_in_epoch_2(train_mod, monkeypatch):
-        train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
-    assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
-    model = train_mod.train_dnn(data, tri / "ali", tri, out, cfg)
-    history = json.loads((out / "train_log.json").read_text())
-    assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
-    assert not (out / "checkpoint.pt").exists()
+    _interrupt_then_resume(train_mod, lambda: train_mod.train_dnn(data, tri / "ali", tri, out, cfg), out, monkeypatch)
     # The utterances held out of training are listed (Kaldi's valid_uttlist), a dev set to tune on.
     held = (out / "heldout_utts").read_text().split()
     assert held and set(held) <= set((data / "utt2spk").read_text().split()[::2])
@@ -145,13 +143,7 @@ def test_ctc_training_resumes_after_an_interruption(yesno_run: Path, monkeypatch
     out = yesno_run / "exp" / "yesno" / "ctc_resume"
     cfg = ctc_mod.CtcTrainConfig.from_flat({"num_layers": 1, "hidden_dim": 16, "max_epochs": 3, "min_epochs": 3,
                                             "threads": 1, "batch_frames": 4000})
-    with pytest.raises(KeyboardInterrupt), _interrupted_in_epoch_2(ctc_mod, monkeypatch):
-        ctc_mod.train_ctc(data, lang, out, cfg)
-    assert (out / "checkpoint.pt").exists() and not (out / "model.json").exists()
-    model = ctc_mod.train_ctc(data, lang, out, cfg)
-    history = json.loads((out / "train_log.json").read_text())
-    assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
-    assert not (out / "checkpoint.pt").exists()
+    _interrupt_then_resume(ctc_mod, lambda: ctc_mod.train_ctc(data, lang, out, cfg), out, monkeypatch)
 
 
 @pytest.mark.slow

@@ -26,15 +26,15 @@ from tqdm import tqdm
 from asr.datadir import AudioReader, DataDir
 from asr.decode.ctc_search import collapse
 from asr.decode.viterbi import DecoderConfig
-from asr.features import (FeaturePipeline, apply_cmvn, cmvn_stats, compute_features, load_features,
-                          read_feature_config, transform)
+from asr.features import (FeaturePipeline, apply_cmvn, compute_features, load_features, read_feature_config,
+                          speaker_cmvn_stats, transform)
 from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
-from asr.perturb import change_speed, perturbed_id
+from asr.perturb import change_speed, original_id, perturbed_id
 from asr.score import align_words
 from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
 
@@ -103,18 +103,16 @@ def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, 
     rate = feature_cfg.sample_rate
     raw = {}
     audio = AudioReader(data, rate)
-    for u in tqdm(utts, desc=desc, unit="utt", leave=False, disable=None):
+    wanted = set(utts)
+    for u in tqdm([u for u in data.utts_by_recording() if u in wanted], desc=desc, unit="utt", leave=False,
+                  disable=None):
         samples, _ = audio(u)
         raw[u] = compute_features(change_speed(samples, rate, factor), feature_cfg)
+    stats = speaker_cmvn_stats(raw, data.utt2spk) if pipeline.cmvn else {}
     out = {}
-    by_spk: dict[str, list[str]] = {}
     for u in utts:
-        by_spk.setdefault(data.utt2spk[u], []).append(u)
-    for spk_utts in by_spk.values():
-        stats = cmvn_stats(raw[u] for u in spk_utts) if pipeline.cmvn else None
-        for u in spk_utts:
-            f = apply_cmvn(raw[u], stats, pipeline.norm_vars) if stats is not None else raw[u]
-            out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
+        f = apply_cmvn(raw[u], stats[data.utt2spk[u]], pipeline.norm_vars) if stats else raw[u]
+        out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
     return out
 
 
@@ -258,7 +256,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         extra = speed_perturbed(data, tr_utts, factor, feature_cfg, pipeline, f"speed {factor:g}")
         feats.update(extra)
         for k in extra:
-            targets[k] = targets[k.split("-", 1)[1]]
+            targets[k] = targets[original_id(k)]
         tr_keys += list(extra)
     s = cfg.net.subsample
     train_set = build_utterances(feats, targets, tr_keys, s)
