@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asr import backend
 from asr.utils import AsrError
 
 
@@ -19,10 +20,7 @@ def _finish(samples: np.ndarray, rate: int, target_rate: int | None) -> tuple[np
         samples = samples.mean(axis=1)
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     if target_rate is not None and target_rate != rate:
-        import torch
-        import torchaudio.functional as AF
-
-        samples = AF.resample(torch.from_numpy(samples), rate, target_rate).numpy().astype(np.float32)
+        samples = backend.resample(samples, rate, target_rate)
         rate = target_rate
     return samples, rate
 

@@ -14,7 +14,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-from asr import __version__
 from asr.utils import AsrError, setup_logging
 
 log = logging.getLogger("asr")
@@ -331,10 +330,32 @@ def cmd_results(a: argparse.Namespace) -> None:
     print(text)
 
 
+class _VersionAction(argparse.Action):
+    """``asr --version``: one ``name version`` line per component, then a check that
+    torchaudio's compiled extension loads with this torch (exit 1 with what to install)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from asr import backend
+
+        for name, version in backend.versions().items():
+            print(f"{name} {version}")
+        try:
+            backend.check()
+        except AsrError as e:
+            print(f"asr: error: {e}", file=sys.stderr)
+            parser.exit(1)
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"asr {__version__}")
+    p.add_argument("--version", action=_VersionAction,
+                   help="print the versions of asr, torch, torchaudio, numpy and the audio backend, and check "
+                        "that torchaudio loads")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
 

@@ -18,10 +18,9 @@ from typing import Iterable
 
 import kaldiio
 import numpy as np
-import torch
-import torchaudio.compliance.kaldi as kaldi_compliance
 from tqdm import tqdm
 
+from asr import backend
 from asr.arkio import write_ark_scp
 from asr.datadir import AudioReader, DataDir
 from asr.utils import AsrError, Config, write_text_atomic
@@ -97,14 +96,13 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     Returns:
         (T, D) float32, T = 1 + (N - window) // hop (Kaldi's snip-edges), D = ``cfg.dim``.
     """
-    # torchaudio's Kaldi compliance functions expect int16-scaled waveforms, as Kaldi does.
+    # Kaldi's feature code expects int16-scaled waveforms, as Kaldi does.
     scaled = np.ascontiguousarray(samples, dtype=np.float32) * 32768.0
     if cfg.dither > 0:
         rng = np.random.default_rng(zlib.crc32(scaled.tobytes()))
         scaled = scaled + cfg.dither * rng.standard_normal(len(scaled), dtype=np.float32)
-    wave = torch.from_numpy(scaled).unsqueeze(0)
     window = int(cfg.sample_rate * cfg.frame_length_ms / 1000)
-    if wave.shape[1] < window:
+    if len(scaled) < window:
         return np.zeros((0, cfg.dim), dtype=np.float32)
     common = dict(
         sample_frequency=float(cfg.sample_rate),
@@ -117,10 +115,8 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         use_energy=cfg.use_energy,
     )
     if cfg.kind == "mfcc":
-        feats = kaldi_compliance.mfcc(wave, num_ceps=cfg.num_ceps, **common)
-    else:
-        feats = kaldi_compliance.fbank(wave, **common)
-    return feats.numpy().astype(np.float32)
+        common["num_ceps"] = cfg.num_ceps
+    return backend.kaldi_mfcc_fbank(scaled, cfg.kind, **common)
 
 
 def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from asr import backend
 from asr.datadir import AudioReader, DataDir
 from asr.utils import AsrError, atomic_open
 
@@ -43,11 +44,7 @@ def change_speed(samples: np.ndarray, rate: int, factor: float) -> np.ndarray:
         raise AsrError(f"speed factor must be positive, got {factor}")
     if factor == 1:
         return samples
-    import torch
-    import torchaudio.functional as AF
-
-    wave = torch.as_tensor(samples, dtype=torch.float32)
-    return AF.resample(wave, orig_freq=round(rate * factor), new_freq=rate).numpy()
+    return backend.resample(samples, round(rate * factor), rate)
 
 
 def perturb_speed(src: str | Path, out: str | Path, factors: list[float]) -> DataDir:

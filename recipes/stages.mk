@@ -1,6 +1,8 @@
 # Shared numbered stages of every recipe (ESPnet-style template; each recipe sets a few
 # variables and includes this file). Each stage writes a stamp so `make` resumes where
 # it stopped; `make N` runs stage N (and what it needs), `make clean` starts over.
+# Every rule names the stamps of all the stages whose files it reads, so any target runs
+# from an empty data/ and exp/ (tests/test_recipe_yesno.py checks the longest path).
 #
 # Variables a recipe sets:
 #   CORPUS       yesno | an4 | fsdd
@@ -65,7 +67,7 @@ $(EXP)/mono/.done.train: $(DATA)/lang/.done $(DATA)/.done.features
 
 # Triphones with tied states, from the monophone alignment ([tri1] section of conf.toml).
 5 tri1: $(EXP)/tri1/.done.train
-$(EXP)/tri1/.done.train: $(EXP)/mono/.done.train
+$(EXP)/tri1/.done.train: $(EXP)/mono/.done.train $(DATA)/lang/.done $(DATA)/.done.features
 	$(ASR) train-tri --config $(CONF) --section tri1 --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang \
 	  --ali $(EXP)/mono/ali --out $(EXP)/tri1
 	touch $@
@@ -125,11 +127,15 @@ $(EXP)/ctc/.done.train: $(DATA)/lang/.done $(DATA)/.done.fbank
 # the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev). A CTC model is also
 # decoded without lexicon or LM (greedy, into decode_<set>_greedy).
 7 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
-$(EXP)/%/.done.graph: $(EXP)/%/.done.train
+$(EXP)/%/.done.graph: $(EXP)/%/.done.train $(DATA)/lang/.done
 	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang
 	touch $@
 
 8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+# A decode reads the test sets' features: MFCCs for GMMs, the _fbank copies for networks
+# (the DNN's own training data may be speed-perturbed copies that leave them unmade).
+$(foreach sys,$(SYSTEMS),$(eval $(EXP)/$(sys)/.done.decode: \
+  $(if $(DATA_SUFFIX_$(sys)),$(DATA)/.done.fbank,$(DATA)/.done.features)))
 $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
 	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s) \
 	  --nj $(NJ) $(subst @SYS@,$*,$(or $(DECODE_OPTS_$(s)_$*),$(DECODE_OPTS_$(s)))) && \
