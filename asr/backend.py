@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from fractions import Fraction
 from functools import lru_cache
 from types import ModuleType
 
@@ -78,19 +79,45 @@ def versions() -> dict[str, str]:
     }
 
 
+# The polyphase kernel holds (new / g) x (orig / g + filter taps) weights, g = gcd of the
+# rates; coprime rates (16001 -> 16000 Hz) would make it 16000 x 16000 (1 GB). Ratios are
+# approximated by fractions with terms up to this bound, a rate error under 1e-4 for
+# near-coprime rates and none for every common rate pair (44100 -> 16000 is 160/441).
+MAX_RESAMPLE_PHASES = 1000
+
+
+def resample_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """(up, down): ``new_rate / orig_rate`` as a fraction with both terms <= MAX_RESAMPLE_PHASES
+    (where the exact ratio needs more, the nearest such fraction)."""
+    exact = Fraction(int(new_rate), int(orig_rate))
+    if max(exact.numerator, exact.denominator) <= MAX_RESAMPLE_PHASES:
+        return exact.numerator, exact.denominator
+    best = None
+    for den in range(1, MAX_RESAMPLE_PHASES + 1):
+        num = max(1, round(exact * den))
+        if num > MAX_RESAMPLE_PHASES:
+            break
+        err = abs(Fraction(num, den) - exact)
+        if best is None or err < best[0]:
+            best = (err, num, den)
+    if best is None:
+        raise AsrError(f"cannot resample {orig_rate} Hz to {new_rate} Hz: ratio beyond {MAX_RESAMPLE_PHASES}")
+    return best[1], best[2]
+
+
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     """(N,) float32 samples at ``orig_rate`` -> (about N * new_rate / orig_rate,) at ``new_rate``.
 
-    A windowed-sinc polyphase resampler (torchaudio's, Kaldi's default filter width). Its
-    kernel has ``orig / g x new / g`` phases for ``g = gcd(orig, new)``; the caller keeps
-    the rates plausible (see ``asr.audio``) so the kernel stays small.
+    A windowed-sinc polyphase resampler (torchaudio's, Kaldi's default filter width) with
+    its kernel bounded by ``MAX_RESAMPLE_PHASES`` (see :func:`resample_ratio`).
     """
     import torch
 
-    if orig_rate == new_rate:
+    if orig_rate == new_rate or len(samples) == 0:
         return np.asarray(samples, dtype=np.float32)
+    up, down = resample_ratio(orig_rate, new_rate)
     wave = torch.as_tensor(np.ascontiguousarray(samples, dtype=np.float32))
-    return torchaudio().functional.resample(wave, int(orig_rate), int(new_rate)).numpy().astype(np.float32)
+    return torchaudio().functional.resample(wave, down, up).numpy().astype(np.float32)
 
 
 def kaldi_mfcc_fbank(scaled: np.ndarray, kind: str, **options) -> np.ndarray:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
 import tomllib
 from pathlib import Path
 
-from asr.utils import AsrError, setup_logging
+from asr.utils import AsrError, read_json, read_utf8, setup_logging
 
 log = logging.getLogger("asr")
 
@@ -27,7 +29,7 @@ def _load_section(config: str | None, section: str, overrides: list[str]) -> dic
         if not path.exists():
             raise AsrError(f"missing config file {path}")
         try:
-            opts.update(tomllib.loads(path.read_text()).get(section, {}))
+            opts.update(tomllib.loads(read_utf8(path)).get(section, {}))
         except tomllib.TOMLDecodeError as e:
             raise AsrError(f"{path}: {e}") from None
     for item in overrides or []:
@@ -133,8 +135,11 @@ def cmd_mkgraph(a: argparse.Namespace) -> None:
     model = load_model(a.model)
     opts = _load_section(a.config, "graph", a.set)
     lm = lm_to_automaton(read_arpa(Path(a.lang) / "G.arpa"), set(model.lexicon.words()))
+    from asr.model_dir import fingerprint
+
     graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
                           model.silence_phone, opts.get("sil_prob", 0.5))
+    graph.model_fingerprint = fingerprint(a.model)
     graph.save(Path(a.model) / "graph.npz")
 
 
@@ -146,7 +151,7 @@ def _decoder_config(model_dir: str, a: argparse.Namespace):
     meta = model_dirs(model_dir)[0] / "model.json"
     if not meta.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
-    d = json.loads(meta.read_text()).get("decoder", {})  # the model's defaults, without loading it
+    d = read_json(meta).get("decoder", {})  # the model's defaults, without loading it
     d.update(_load_section(a.config, "decode", a.set))
     for key in ("beam", "acoustic_scale", "lm_weight", "word_penalty", "max_active"):
         if getattr(a, key, None) is not None:
@@ -184,7 +189,8 @@ def cmd_decode(a: argparse.Namespace) -> None:
     from asr.decode.run import iter_decode_files
 
     out = []
-    results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device)
+    results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device,
+                                scp_entries=bool(a.scp))
     for key, (_, hyp) in zip(keys, results):
         line = format_hypothesis(key, hyp, a.format, with_key=bool(a.scp) or a.format != "text")
         if a.format == "ctm" and not line:
@@ -226,7 +232,7 @@ def _ctc_search(a: argparse.Namespace) -> None:
     if a.format == "ctm":
         raise AsrError("--format ctm needs word times: use the graph search (the default)")
     keys, paths = _decode_inputs(a)
-    hyps = search_files(a.model, paths, a.search, a.ctc_beam, a.nbest, a.device)
+    hyps = search_files(a.model, paths, a.search, a.ctc_beam, a.nbest, a.device, scp_entries=bool(a.scp))
     lines = []
     for k, p in zip(keys, paths):
         if a.nbest > 1 or a.format == "json":
@@ -330,6 +336,40 @@ def cmd_results(a: argparse.Namespace) -> None:
     print(text)
 
 
+def _number(kind, test, what):
+    """An argparse type: ``kind`` parsed, finite, and passing ``test`` (else "must be WHAT")."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
+finite_float = _number(float, lambda v: True, "a finite number")
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+
+
+def device_name(text: str) -> str:
+    """--device: cpu, or cuda[:N] when torch sees that GPU."""
+    if text == "cpu":
+        return text
+    if not re.fullmatch(r"cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu or cuda[:N], got {text!r}")
+    import torch
+
+    index = int(text.split(":")[1]) if ":" in text else 0
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text} was asked for, but torch sees "
+                                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} GPU(s)")
+    return text
+
+
 class _VersionAction(argparse.Action):
     """``asr --version``: one ``name version`` line per component, then a check that
     torchaudio's compiled extension loads with this torch (exit 1 with what to install)."""
@@ -424,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ali", required=True, help="alignment dir (ali.pdf.scp) of the GMM system")
     sp.add_argument("--gmm", required=True, help="the GMM model dir that produced the alignment (tree, HMMs)")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--device", help="cpu or cuda (default: the config's, else cpu)")
+    sp.add_argument("--device", type=device_name, help="cpu or cuda (default: the config's, else cpu)")
     sp.add_argument("--section", default="dnn", help="config section with the options (default dnn)")
     config_opts(sp)
 
@@ -433,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True, help="training data dir with fbank features")
     sp.add_argument("--lang", required=True, help="lang dir: lexicon (phone tokens), words, LM side")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--device", help="cpu or cuda (default: the config's, else cpu)")
+    sp.add_argument("--device", type=device_name, help="cpu or cuda (default: the config's, else cpu)")
     sp.add_argument("--section", default="ctc", help="config section with the options (default ctc)")
     config_opts(sp)
 
@@ -446,9 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dev", required=True, help="dev data dir with text (never the test set)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--space", action="append", default=[], metavar="NAME=V1,V2", help="values to try for an option")
-    sp.add_argument("--random", type=int, default=0, help="try this many random combinations instead of the grid")
-    sp.add_argument("--device")
-    sp.add_argument("--nj", type=int, default=1)
+    sp.add_argument("--random", type=_number(int, lambda v: v >= 0, "an integer >= 0"), default=0, help="try this many random combinations instead of the grid")
+    sp.add_argument("--device", type=device_name)
+    sp.add_argument("--nj", type=positive_int, default=1)
     sp.add_argument("--section", default="dnn")
     config_opts(sp)
 
@@ -483,27 +523,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="try LMWT MIN..MAX (step 1, or STEP) and report the best (Kaldi best_wer)")
     sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
     sp.add_argument("--tune-on", help="use the best settings found by a --sweep of another decode dir (dev)")
-    sp.add_argument("--beam", type=float)
-    sp.add_argument("--max-active", type=int)
-    sp.add_argument("--acoustic-scale", type=float)
-    sp.add_argument("--lm-weight", type=float)
-    sp.add_argument("--word-penalty", type=float)
-    sp.add_argument("--nj", type=int, default=1, help="parallel decoding processes")
+    sp.add_argument("--beam", type=positive_float)
+    sp.add_argument("--max-active", type=positive_int)
+    sp.add_argument("--acoustic-scale", type=positive_float)
+    sp.add_argument("--lm-weight", type=finite_float)
+    sp.add_argument("--word-penalty", type=finite_float)
+    sp.add_argument("--nj", type=positive_int, default=1, help="parallel decoding processes")
     sp.add_argument("--search", default="graph", choices=["graph", "greedy", "prefix"],
                     help="graph: lexicon + LM Viterbi search (any model); greedy / prefix: a CTC model's "
                          "best path / prefix beam search without lexicon or LM")
-    sp.add_argument("--ctc-beam", type=int, default=8, help="prefix beam search width")
+    sp.add_argument("--ctc-beam", type=positive_int, default=8, help="prefix beam search width")
     sp.add_argument("--format", default="text", choices=["text", "json", "ctm"],
                     help="text: the words; json: one object per file with word times and confidences; "
                          "ctm: Kaldi CTM lines (file 1 start duration word confidence)")
-    sp.add_argument("--nbest", type=int, default=1, help="N best hypotheses (CTC --search prefix only)")
-    sp.add_argument("--device", default="cpu", help="cpu or cuda (network models)")
+    sp.add_argument("--nbest", type=positive_int, default=1, help="N best hypotheses (CTC --search prefix only)")
+    sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
 
     sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",
              "asr lm --order 3 corpus.txt > lm.arpa   # then: asr lang --dict D --lm lm.arpa --out data/lang")
     sp.add_argument("text", help="training text: one sentence per line, words separated by spaces")
-    sp.add_argument("--order", type=int, default=3)
+    sp.add_argument("--order", type=positive_int, default=3)
     sp.add_argument("--method", choices=["kn", "wb"], default="kn", help="interpolated Kneser-Ney or Witten-Bell")
     sp.add_argument("--out", help="ARPA file to write (default: stdout)")
 
@@ -530,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Every failure ends as one line on stderr and exit status 1: our
+    own AsrError as it is, anything else with its type and "run with -v for the traceback"
+    (with -v the traceback is printed too)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
@@ -540,7 +583,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"asr {args.cmd}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an unforeseen input: still one line
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"asr {args.cmd}: error: {_describe(e)}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        return 1
     return 0
+
+
+def _describe(e: Exception) -> str:
+    """One line for an exception that is not an AsrError."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    text = " ".join(str(e).split())
+    return f"unexpected {type(e).__name__}" + (f": {text[:300]}" if text else "")
 
 
 if __name__ == "__main__":

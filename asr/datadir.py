@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.utils import AsrError, atomic_open
+from asr.utils import AsrError, atomic_open, ensure_dir, read_utf8
 
 
 def read_kv(path: str | os.PathLike) -> dict[str, str]:
@@ -19,18 +21,17 @@ def read_kv(path: str | os.PathLike) -> dict[str, str]:
     if not path.is_file():
         raise AsrError(f"file not found: {path}")
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(None, 1)
-            if len(parts) < 2:
-                raise AsrError(f"{path}:{n}: key '{parts[0]}' has no value")
-            key, value = parts[0], parts[1].strip()
-            if key in out:
-                raise AsrError(f"{path}:{n}: duplicate key '{key}'")
-            out[key] = value
+    for n, line in enumerate(read_utf8(path).splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise AsrError(f"{path}:{n}: key '{parts[0]}' has no value")
+        key, value = parts[0], parts[1].strip()
+        if key in out:
+            raise AsrError(f"{path}:{n}: duplicate key '{key}'")
+        out[key] = value
     return out
 
 
@@ -44,14 +45,13 @@ def write_kv(path: str | os.PathLike, data: dict[str, str]) -> None:
 def read_text_file(path: Path) -> dict[str, list[str]]:
     """Read a Kaldi ``text`` file; an utterance with no words is allowed."""
     out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] in out:
-                raise AsrError(f"{path}:{n}: duplicate utterance '{parts[0]}'")
-            out[parts[0]] = parts[1:]
+    for n, line in enumerate(read_utf8(path).splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] in out:
+            raise AsrError(f"{path}:{n}: duplicate utterance '{parts[0]}'")
+        out[parts[0]] = parts[1:]
     return out
 
 
@@ -198,7 +198,7 @@ class DataDir:
         """Validate, then write the four files sorted by key, each atomically."""
         path = Path(path)
         self.validate(check_text=bool(self.text))
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path)
         write_kv(path / "wav.scp", self.wav)
         write_kv(path / "utt2spk", self.utt2spk)
         if self.segments:
@@ -212,11 +212,38 @@ class DataDir:
         self.path = path
 
 
+# What a data dir's features are computed from: a change to any of these makes them stale.
+FEATURE_INPUT_FILES = ("wav.scp", "segments", "utt2spk")
+
+
+def feature_input_hashes(path: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of each of FEATURE_INPUT_FILES present in data dir ``path``, plus one over the
+    size and modification time of every audio file wav.scp names (a recording rewritten in
+    place changes the features too; commands are covered by wav.scp's own hash)."""
+    path = Path(path)
+    out = {}
+    for name in FEATURE_INPUT_FILES:
+        if (path / name).is_file():
+            out[name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    audio = hashlib.sha256()
+    if (path / "wav.scp").is_file():
+        for key, entry in sorted(read_kv(path / "wav.scp").items()):
+            if not entry.endswith("|"):
+                try:
+                    st = os.stat(entry)
+                    audio.update(f"{key} {st.st_size} {st.st_mtime_ns}\n".encode())
+                except OSError:
+                    audio.update(f"{key} missing\n".encode())
+    out["audio files"] = audio.hexdigest()
+    return out
+
+
 # Files of a data dir keyed by utterance or by speaker that a subset filters (Kaldi's
 # utils/subset_data_dir.sh); files of the whole dir (feature options) are copied.
 _PER_UTT_FILES = ("feats.scp", "utt2num_frames", "utt2dur")
 _PER_SPK_FILES = ("cmvn.scp",)
 _WHOLE_DIR_FILES = ("feats_conf.json",)
+FEATS_INPUTS = "feats_inputs.json"  # feature_input_hashes() when the features were made
 
 
 def subset_data_dir(src: str | os.PathLike, utts: list[str], out: str | os.PathLike) -> DataDir:
@@ -237,7 +264,10 @@ def subset_data_dir(src: str | os.PathLike, utts: list[str], out: str | os.PathL
     for name in _WHOLE_DIR_FILES:
         if (src / name).is_file():
             with atomic_open(out / name) as f:
-                f.write((src / name).read_text(encoding="utf-8"))
+                f.write(read_utf8(src / name))
+    if (src / FEATS_INPUTS).is_file():  # the copied features belong to the subset's own inputs
+        with atomic_open(out / FEATS_INPUTS) as f:
+            f.write(json.dumps(feature_input_hashes(out), indent=1) + "\n")
     return sub
 
 
@@ -246,7 +276,7 @@ def read_utt_list(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise AsrError(f"file not found: {path}")
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.split()[0] for line in read_utf8(path).splitlines() if line.strip()]
 
 
 class AudioReader:

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from asr import backend
 from asr.arkio import write_ark_scp
-from asr.datadir import AudioReader, DataDir
-from asr.utils import AsrError, Config, write_text_atomic
+from asr.datadir import FEATS_INPUTS, AudioReader, DataDir, feature_input_hashes
+from asr.utils import AsrError, Config, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -206,16 +206,23 @@ def speaker_cmvn_stats(feats: dict[str, np.ndarray], utt2spk: dict[str, str]) ->
 def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
     """Compute and store raw features + per-speaker CMVN stats for a data dir.
 
-    Writes ``feats.{ark,scp}``, ``cmvn.{ark,scp}``, ``utt2num_frames`` and ``feats_conf.json``
-    into the data dir, atomically. Skips the work if they exist with the same config.
+    Writes ``feats.{ark,scp}``, ``cmvn.{ark,scp}``, ``utt2num_frames``, ``feats_conf.json`` and
+    ``feats_inputs.json`` (hashes of wav.scp, segments, utt2spk and the audio files' sizes and
+    times) into the data dir, atomically. Skips the work only if both match.
     """
     data_dir = Path(data_dir)
     data = DataDir.load(data_dir, require_text=False)
-    conf_path = data_dir / FEATS_CONF
+    conf_path, inputs_path = data_dir / FEATS_CONF, data_dir / FEATS_INPUTS
+    inputs = feature_input_hashes(data_dir)
     if conf_path.exists() and (data_dir / "cmvn.scp").exists():
-        if json.loads(conf_path.read_text()) == cfg.to_dict():
+        same_conf = read_json(conf_path) == cfg.to_dict()
+        old_inputs = read_json(inputs_path) if inputs_path.exists() else {}
+        if same_conf and old_inputs == inputs:
             log.info("%s: features already computed, skipping", data_dir)
             return
+        changed = [k for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
+        log.info("%s: %s changed since the features were computed; recomputing", data_dir,
+                 ", ".join((["feature options"] if not same_conf else []) + changed))
     feats: dict[str, np.ndarray] = {}
     audio = AudioReader(data, cfg.sample_rate)
     utts = data.utts_by_recording()
@@ -230,6 +237,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
     _write_ark(data_dir / "cmvn", spk_stats)
     write_text_atomic(data_dir / "utt2num_frames", "".join(f"{u} {f.shape[0]}\n" for u, f in feats.items()))
     write_text_atomic(conf_path, json.dumps(cfg.to_dict(), indent=1) + "\n")
+    write_text_atomic(inputs_path, json.dumps(inputs, indent=1) + "\n")
     n_frames = sum(f.shape[0] for f in feats.values())
     log.info("%s: %d utterances, %d frames (%.1f h), dim %d, %d speakers", data_dir, len(feats),
              n_frames, n_frames * cfg.frame_shift_ms / 3.6e6, cfg.dim, len(spk_stats))
@@ -243,7 +251,7 @@ def read_feature_config(data_dir: str | Path) -> FeatureConfig:
     path = Path(data_dir) / FEATS_CONF
     if not path.exists():
         raise AsrError(f"{data_dir}: no features (missing {FEATS_CONF}); run the features stage first")
-    return FeatureConfig.from_dict(json.loads(path.read_text()))
+    return FeatureConfig.from_dict(read_json(path))
 
 
 def load_features(data_dir: str | Path, pipeline: FeaturePipeline,

@@ -7,6 +7,7 @@ are written and read here once for both.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,24 @@ from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.context import load_context
 from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, ensure_dir, read_json, write_text_atomic
+
+
+# The files that make a model what it is. Their hash is the model's fingerprint: a graph
+# (or anything else derived from the model) records it, and a mismatch means the model was
+# retrained or replaced after the derived file was made.
+MODEL_FILES = ("model.json", "model.npz", "nnet.pt", "phones.txt", "words.txt", "lexicon.txt", "tokens.txt")
+
+
+def fingerprint(model_dir: str | Path) -> str:
+    """SHA-256 (hex, first 16 digits) over the MODEL_FILES present in ``model_dir``."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    for name in MODEL_FILES:
+        path = model_dir / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
 def write_hmm_side(model_dir: Path, model, extra: dict) -> None:
@@ -37,7 +55,7 @@ def write_network(model_dir: Path, net, **arrays: np.ndarray) -> None:
 
     from asr.utils import atomic_path
 
-    model_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(model_dir)
     with atomic_path(model_dir / "nnet.pt") as tmp:
         torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
     with atomic_path(model_dir / "model.npz") as tmp:
@@ -48,7 +66,13 @@ def read_network(model_dir: Path, net, device: str = "cpu"):
     """Load nnet.pt into ``net`` (built from model.json), move it to ``device``, eval mode; returns it."""
     import torch
 
-    net.load_state_dict(torch.load(model_dir / "nnet.pt", map_location="cpu", weights_only=True))
+    path = model_dir / "nnet.pt"
+    if not path.is_file():
+        raise AsrError(f"{model_dir}: missing nnet.pt (the network's weights)")
+    try:
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # truncated file, foreign pickle, other architecture
+        raise AsrError(f"{path}: cannot load the network weights ({' '.join(str(e).split())[:200]})") from None
     return net.to(device).eval()
 
 
@@ -56,7 +80,7 @@ def read_meta(model_dir: Path, kind: str | None = None) -> dict:
     """model.json of a model dir (that must hold a ``kind`` model, when given)."""
     if not (model_dir / "model.json").exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
-    meta = json.loads((model_dir / "model.json").read_text())
+    meta = read_json(model_dir / "model.json")
     if kind is not None and meta.get("type") != kind:
         raise AsrError(f"{model_dir} holds a {meta.get('type')!r} model, not a {kind!r} one")
     return meta

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from asr import backend
 from asr.datadir import AudioReader, DataDir
-from asr.utils import AsrError, atomic_open
+from asr.utils import AsrError, atomic_open, ensure_dir
 
 _PREFIX = re.compile(r"^sp[0-9.]+-")
 
@@ -61,7 +61,7 @@ def perturb_speed(src: str | Path, out: str | Path, factors: list[float]) -> Dat
     data = DataDir.load(src)
     out = Path(out)
     wav_dir = out / "wav"
-    wav_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(wav_dir)
     result = DataDir()
     audio = AudioReader(data)
     for factor in factors:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.utils import AsrError, atomic_path
+from asr.utils import AsrError, atomic_path, ensure_dir, read_json
 
 FIG_SIZE = (10.0, 6.0)
 DPI = 100  # 1000 x 600 pixels
@@ -26,7 +26,7 @@ def _pyplot():
 
 def _save(fig, out: str | Path) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out.parent)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
     _pyplot().close(fig)
@@ -46,10 +46,10 @@ def _spectrogram(samples: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
 
 def plot_alignment(audio: str, tiers: dict[str, list[tuple[str, float, float]]], out: str | Path) -> Path:
     """(a) Waveform, spectrogram, and one row of labelled intervals per tier."""
-    from asr.audio import read_wav_scp_entry
+    from asr.audio import read_audio
 
     plt = _pyplot()
-    samples, rate = read_wav_scp_entry(audio)
+    samples, rate = read_audio(audio)
     spec, shift = _spectrogram(samples, rate)
     duration = len(samples) / rate
     fig, axes = plt.subplots(2 + len(tiers), 1, figsize=FIG_SIZE, sharex=True,
@@ -96,7 +96,7 @@ def plot_training(model_dir: str | Path, out: str | Path) -> Path:
     path = Path(model_dir) / "train_log.json"
     if not path.exists():
         raise AsrError(f"{model_dir}: no train_log.json (not a trained model dir)")
-    rows = json.loads(path.read_text())
+    rows = read_json(path)
     if not rows:
         raise AsrError(f"{path}: nothing logged")
     plt = _pyplot()

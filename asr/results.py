@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, read_json, read_utf8, write_text_atomic
 
 SYSTEM_ORDER = ["mono", "tri1", "dnn", "ctc"]
 
@@ -19,16 +19,16 @@ def collect(exp_dir: str | Path) -> list[dict]:
         raise AsrError(f"{exp_dir}: no such experiment folder")
     rows = []
     for info_path in sorted(exp_dir.glob("*/decode_*/decode_info.json")):
-        info = json.loads(info_path.read_text())
+        info = read_json(info_path)
         system = info_path.parent.parent.name
         model_info = {}
         mj = info_path.parent.parent / "model.json"
         if mj.exists():
-            model_info = json.loads(mj.read_text()).get("info", {})
+            model_info = read_json(mj).get("info", {})
         wer_path = info_path.parent / "wer.txt"
         rows.append({
             "system": system, "set": info_path.parent.name[len("decode_"):],
-            "wer_line": wer_path.read_text().splitlines()[0] if wer_path.exists() else "",
+            "wer_line": read_utf8(wer_path).splitlines()[0] if wer_path.exists() else "",
             "info": info, "model": model_info,
         })
     rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
@@ -75,6 +75,6 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
     # Paths relative to the repository root (exp/<corpus> sits two levels below it).
     text = text.replace(f"{Path(exp_dir).resolve().parent.parent}/", "")
     if notes is not None and Path(notes).exists():
-        text += "\n" + Path(notes).read_text()
+        text += "\n" + read_utf8(Path(notes))
     write_text_atomic(out, text)
     return text

@@ -149,6 +149,10 @@ def score_texts(
             "%d reference utterance(s) have no hypothesis and count as deletions, e.g. '%s'",
             len(missing), missing[0],
         )
+    if not ref:
+        raise AsrError("the reference has no utterances: nothing to score")
+    if not any(ref.values()):
+        raise AsrError("the reference has no words: a word error rate over 0 words is undefined")
     total = ErrorCounts()
     lines: list[str] = []
     for utt in sorted(ref):

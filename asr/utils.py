@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, TypeVar
+from typing import IO, Any, Iterator, TypeVar
 
 log = logging.getLogger("asr")
 
@@ -23,6 +24,26 @@ class AsrError(Exception):
     """
 
 
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create directory ``path`` (and parents); an AsrError if a file is in the way."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise AsrError(f"cannot create directory {path}: a file of that name (or above it) is in the way") from None
+    except OSError as e:
+        raise AsrError(f"cannot create directory {path}: {e.strerror}") from None
+    return path
+
+
+def _writable(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise AsrError(f"{path} is a directory; expected a file name to write")
+    ensure_dir(path.parent)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open ``path`` for writing through a temporary file renamed into place on success.
@@ -30,12 +51,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     An interrupted or failed write leaves the old file (or nothing) behind, never half a
     file. ``mode`` is ``"w"`` or ``"wb"``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -50,17 +71,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     For writers that want a file name rather than a file object (numpy, torch, kaldiio).
     The temporary name keeps ``path``'s suffix so that suffix-sniffing writers behave.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp" + path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files are created the way open() creates them: 0666 less the umask (mkstemp's 0600 would
+# hide a model dir from the other users of a shared machine).
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def read_utf8(path: str | os.PathLike, what: str = "file") -> str:
+    """The text of ``path``; an AsrError naming the file (and line) if it is missing, a
+    directory, or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise AsrError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise AsrError(f"{path}: is a directory, expected a {what}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise AsrError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Parsed JSON of ``path``, or an AsrError naming the file."""
+    text = read_utf8(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AsrError(f"{path}: malformed {what} ({e})") from None
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

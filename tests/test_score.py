@@ -41,10 +41,15 @@ def test_empty_hypothesis():
 
 
 def test_empty_reference():
-    e, _ = score_texts({"u1": []}, {"u1": ["A", "B"]})
-    assert e.ins == 2 and e.ref_words == 0 and math.isinf(e.wer)
-    e, _ = score_texts({"u1": []}, {"u1": []})
-    assert e.wer == 0.0
+    # An utterance with no words is fine inside a set that has some...
+    e, _ = score_texts({"u1": [], "u2": ["A"]}, {"u1": ["A", "B"], "u2": ["A"]})
+    assert e.ins == 2 and e.ref_words == 1 and e.wer == 200.0
+    # ...but a WER over no reference words at all is undefined, not "0.00 [0 / 0]".
+    for hyp in ({"u1": ["A", "B"]}, {"u1": []}):
+        with pytest.raises(AsrError, match="no words"):
+            score_texts({"u1": []}, hyp)
+    with pytest.raises(AsrError, match="no utterances"):
+        score_texts({}, {})
 
 
 def test_per_utt_lines():

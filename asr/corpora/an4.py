@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asr.corpora.download import extract, find_or_download, write_lang_sources
 from asr.datadir import DataDir
-from asr.utils import AsrError, atomic_open, log
+from asr.utils import AsrError, atomic_open, log, read_utf8
 
 ARCHIVE = "an4_raw.bigendian.tar.gz"
 URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_raw.bigendian.tar.gz"
@@ -20,7 +20,7 @@ _ALT = re.compile(r"\(\d+\)$")
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise AsrError(f"AN4 file not found: {path}")
-    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [ln.strip() for ln in read_utf8(path).splitlines() if ln.strip()]
 
 
 def read_an4_dic(path: Path) -> list[tuple[str, list[str]]]:

@@ -7,7 +7,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from asr.utils import AsrError, atomic_open, log
+from asr.utils import AsrError, atomic_open, ensure_dir, log
 
 # Repo root = parent of the ``asr`` package directory.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def extract(archive: Path, dest: Path) -> Path:
         return dest
     if not archive.is_file():
         raise AsrError(f"archive not found: {archive}")
-    dest.mkdir(parents=True, exist_ok=True)
+    ensure_dir(dest)
     log.info("extracting %s into %s", archive, dest)
     try:
         with tarfile.open(archive) as tar:

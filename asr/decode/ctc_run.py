@@ -19,7 +19,7 @@ from asr.decode.ctc_search import greedy_search, prefix_beam_nbest
 from asr.decode.run import features_for_files, frame_shift_s, load_model, write_decode_outputs
 from asr.features import load_features
 from asr.score import ErrorCounts, read_text, score_texts
-from asr.utils import AsrError
+from asr.utils import AsrError, ensure_dir
 
 log = logging.getLogger(__name__)
 SEARCHES = ("greedy", "prefix")
@@ -45,11 +45,13 @@ def _search(model, feats: dict[str, np.ndarray], search: str, beam: int, nbest: 
 
 
 def search_files(model_dir: str | Path, paths: list[str], search: str = "greedy", beam: int = 8,
-                 nbest: int = 1, device: str = "cpu") -> dict[str, list[tuple[list[str], float]]]:
+                 nbest: int = 1, device: str = "cpu", scp_entries: bool = False
+                 ) -> dict[str, list[tuple[list[str], float]]]:
     """Token (phone model) or word (character model) transcripts of audio files: the
-    ``nbest`` best of each (greedy: one) with their log-probabilities."""
+    ``nbest`` best of each (greedy: one) with their log-probabilities. With ``scp_entries``
+    the paths are wav.scp values (commands allowed)."""
     model = load_model(model_dir, device)
-    return _search(model, features_for_files(model, paths), search, beam, nbest, search)
+    return _search(model, features_for_files(model, paths, scp_entries), search, beam, nbest, search)
 
 
 def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, search: str = "greedy",
@@ -70,7 +72,7 @@ def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
             tok = model.tokens
             ref = {u: [tok.symbols[i] for i in tok.encode(ws, model.lexicon, u)] for u, ws in ref.items()}
         counts, per_utt = score_texts(ref, hyp)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(feats),
             "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2), "configs_tried": 1,
             "rtf": round(seconds / max(audio_seconds, 1e-9), 4), "config": {"search": search, "beam": beam},

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import logging
 import multiprocessing as mp
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from asr.audio import read_wav_scp_entry
+from asr.audio import read_audio, read_wav_scp_entry
 from asr.datadir import DataDir
 from asr.decode.viterbi import DecodeResult, DecoderConfig, ViterbiDecoder
 from asr.features import compute_features, load_features, transform
@@ -28,18 +30,35 @@ from asr.graph.compile import DecodingGraph
 from asr.gmm.model import GmmHmm
 from asr.hmm.alignments import write_ctm
 from asr.score import ErrorCounts, read_text, score_texts
-from asr.utils import AsrError, atomic_open, write_text_atomic
+from asr.utils import AsrError, atomic_open, ensure_dir, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 
 def model_dirs(spec: str | Path) -> list[Path]:
     """``DIR`` or ``DIR1,DIR2,...`` (an ensemble of hybrid models) as paths."""
-    return [Path(p) for p in str(spec).split(",") if p]
+    dirs = [Path(p) for p in str(spec).split(",") if p.strip()]
+    if not dirs:
+        raise AsrError(f"no model dir given (got {str(spec)!r}); give DIR or DIR1,DIR2,... for an ensemble")
+    return dirs
 
 
 def load_model(model_dir: str | Path, device: str = "cpu"):
-    """Load any model dir by its declared type; ``A,B,...`` loads an ensemble of DNN dirs."""
+    """Load any model dir by its declared type; ``A,B,...`` loads an ensemble of DNN dirs.
+
+    A damaged or incomplete model dir (truncated arrays, a model.json with missing or
+    mistyped fields) is an AsrError naming it.
+    """
+    try:
+        return _load_model(model_dir, device)
+    except AsrError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as e:
+        what = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:200]
+        raise AsrError(f"{model_dir}: damaged or incomplete model dir ({type(e).__name__}: {what})") from None
+
+
+def _load_model(model_dir: str | Path, device: str):
     from asr.nnet.model import DnnHmm, Ensemble
 
     dirs = model_dirs(model_dir)
@@ -48,7 +67,8 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
     meta_path = dirs[0] / "model.json"
     if not meta_path.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
-    kind = json.loads(meta_path.read_text()).get("type")
+    meta = read_json(meta_path, "model.json")
+    kind = meta.get("type") if isinstance(meta, dict) else None
     if kind == "gmm":
         return GmmHmm.load(model_dir)
     if kind == "dnn":
@@ -68,6 +88,25 @@ def frame_shift_s(model) -> float:
 def graph_path(model_dir: str | Path) -> Path:
     """The decoding graph of a model dir (an ensemble uses its first member's)."""
     return model_dirs(model_dir)[0] / "graph.npz"
+
+
+def load_graph(model_dir: str | Path, model) -> DecodingGraph:
+    """The model dir's graph, checked to be compiled for this very model (its fingerprint)
+    and to use only transition ids the model has."""
+    from asr.model_dir import fingerprint
+
+    path = graph_path(model_dir)
+    graph = DecodingGraph.load(path)
+    owner = model_dirs(model_dir)[0]
+    if graph.model_fingerprint != fingerprint(owner):
+        why = ("it records no model fingerprint (made by an older asr)" if not graph.model_fingerprint
+               else "the model was retrained or replaced after the graph was compiled")
+        raise AsrError(f"{path} was not compiled for the model in {owner} ({why}); "
+                       f"rerun `asr mkgraph {owner} --lang LANG`")
+    num_tids = len(model.trans.log_probs)
+    if graph.num_arcs and graph.arc_tid.max() >= num_tids:
+        raise AsrError(f"{path}: uses transition ids the model in {owner} does not have; rerun asr mkgraph")
+    return graph
 
 
 @dataclass
@@ -113,8 +152,16 @@ def _decode_chunk(args: tuple[list[str], list[dict]]) -> dict[tuple[int, str], D
     for k, cfg in enumerate(cfgs):
         dec = ViterbiDecoder(_WORK["graph"], _WORK["trans"], DecoderConfig.from_dict(cfg))
         for u in utts:
-            out[(k, u)] = dec.decode(_WORK["scores"][u])
+            out[(k, u)] = _decode_one(dec, _WORK["scores"][u], u)
     return out
+
+
+def _decode_one(dec: ViterbiDecoder, scores: np.ndarray, utt: str) -> DecodeResult:
+    """One utterance through the decoder; its errors name the utterance."""
+    try:
+        return dec.decode(scores)
+    except AsrError as e:
+        raise AsrError(f"{utt}: {e}") from None
 
 
 def decode_scores(graph: DecodingGraph, trans_log_probs: np.ndarray, scores: dict[str, np.ndarray],
@@ -143,11 +190,16 @@ def decode_scores(graph: DecodingGraph, trans_log_probs: np.ndarray, scores: dic
     return results
 
 
-def features_for_files(model, paths: list[str]) -> dict[str, np.ndarray]:
-    """Features of standalone audio files (each its own speaker: per-utterance CMVN)."""
+def features_for_files(model, paths: list[str], scp_entries: bool = False) -> dict[str, np.ndarray]:
+    """Features of standalone audio files (each its own speaker: per-utterance CMVN).
+
+    ``paths`` are file paths, or with ``scp_entries`` wav.scp values (which may be commands
+    ending in ``|``); a path from the command line is never run by a shell.
+    """
     out = {}
+    read = read_wav_scp_entry if scp_entries else read_audio
     for p in paths:
-        samples, _ = read_wav_scp_entry(p, target_rate=model.feature.sample_rate)
+        samples, _ = read(p, target_rate=model.feature.sample_rate)
         raw = compute_features(samples, model.feature)
         if raw.shape[0] == 0:
             raise AsrError(f"{p}: too short to decode (less than one {model.feature.frame_length_ms:g} ms frame)")
@@ -156,21 +208,22 @@ def features_for_files(model, paths: list[str]) -> dict[str, np.ndarray]:
 
 
 def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None, nj: int = 1,
-                      device: str = "cpu"):
+                      device: str = "cpu", scp_entries: bool = False):
     """Transcribe audio files (any rate, any channel count), yielding ``(path, Hypothesis)`` in
-    input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel)."""
+    input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel).
+    With ``scp_entries`` the paths are wav.scp values (see :func:`features_for_files`)."""
     model = load_model(model_dir, device)
-    graph = DecodingGraph.load(graph_path(model_dir))
+    graph = load_graph(model_dir, model)
     cfg = cfg or model.decoder
     bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
     if nj <= 1:
         dec = ViterbiDecoder(graph, model.trans.log_probs, cfg)
         for p in paths:
-            scores = model.scores(features_for_files(model, [p])[p])
+            scores = model.scores(features_for_files(model, [p], scp_entries)[p])
             bar.update(1)
-            yield p, _to_hyp(dec.decode(scores), model, scores, graph, cfg.acoustic_scale)
+            yield p, _to_hyp(_decode_one(dec, scores, p), model, scores, graph, cfg.acoustic_scale)
     else:
-        scores = {p: model.scores(f) for p, f in features_for_files(model, paths).items()}
+        scores = {p: model.scores(f) for p, f in features_for_files(model, paths, scp_entries).items()}
         res = decode_scores(graph, model.trans.log_probs, scores, [cfg], nj)[0]
         for p in paths:
             bar.update(1)
@@ -179,9 +232,9 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
 
 
 def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,
-                 nj: int = 1, device: str = "cpu") -> dict[str, Hypothesis]:
+                 nj: int = 1, device: str = "cpu", scp_entries: bool = False) -> dict[str, Hypothesis]:
     """Transcribe audio files; key = the path as given."""
-    return dict(iter_decode_files(model_dir, paths, cfg, nj, device))
+    return dict(iter_decode_files(model_dir, paths, cfg, nj, device, scp_entries))
 
 
 def lmwt_grid(min_lmwt: float = 7, max_lmwt: float = 17, penalties: tuple[float, ...] = (0.0, 0.5, 1.0),
@@ -189,7 +242,8 @@ def lmwt_grid(min_lmwt: float = 7, max_lmwt: float = 17, penalties: tuple[float,
     """Kaldi score.sh's grid: acoustic scale 1/LMWT for LMWT = MIN, MIN+step, .., MAX, times each
     insertion penalty (CTC log-posteriors want LMWT around 1-3, hence fractional steps)."""
     base = base or DecoderConfig()
-    if step <= 0 or min_lmwt <= 0 or max_lmwt < min_lmwt:
+    if not all(math.isfinite(x) for x in (min_lmwt, max_lmwt, step, *penalties)) or \
+            step <= 0 or min_lmwt <= 0 or max_lmwt < min_lmwt:
         raise AsrError(f"LMWT grid needs 0 < MIN <= MAX and STEP > 0, got {min_lmwt}:{max_lmwt}:{step}")
     n = int(round((max_lmwt - min_lmwt) / step)) + 1
     lmwts = [round(min_lmwt + k * step, 6) for k in range(n)]
@@ -212,7 +266,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = load_model(model_dir)
-    graph = DecodingGraph.load(graph_path(model_dir))
+    graph = load_graph(model_dir, model)
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
     t0 = time.time()
@@ -223,7 +277,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         best_cfg_path = Path(tune_on) / "best_config.json"
         if not best_cfg_path.exists():
             raise AsrError(f"{tune_on}: no best_config.json to tune on; decode that set with a grid first")
-        cfgs = [DecoderConfig.from_dict(json.loads(best_cfg_path.read_text()))]
+        cfgs = [DecoderConfig.from_dict(read_json(best_cfg_path))]
     else:
         cfgs = grid or [model.decoder]
     if len(cfgs) > 1 and not has_ref:
@@ -233,7 +287,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     audio_seconds = sum(len(s) for s in scores.values()) * frame_shift_s(model)
     ref = read_text(data_dir / "text") if has_ref else None
     best = None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     for cfg, res in zip(cfgs, results):
         hyp = {u: [model.words.sym(w.word) for w in r.words] for u, r in res.items()}
         if ref is None:

@@ -23,6 +23,7 @@ Cost of an arc = transition_scale * -log p(tid) + graph cost + lm_weight * LM co
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,17 @@ class DecoderConfig(Config):
     transition_scale: float = 0.1
     lm_weight: float = 1.0
     word_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Options come from flags, recipe TOML and model.json alike: check them once here.
+        for name in ("beam", "acoustic_scale", "transition_scale", "lm_weight", "word_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise AsrError(f"decoder option {name} must be a finite number, got {value!r}")
+        if self.beam <= 0 or self.acoustic_scale <= 0:
+            raise AsrError(f"decoder beam and acoustic_scale must be > 0, got {self.beam} and {self.acoustic_scale}")
+        if isinstance(self.max_active, bool) or not isinstance(self.max_active, int) or self.max_active < 1:
+            raise AsrError(f"decoder option max_active must be an integer >= 1, got {self.max_active!r}")
 
 
 @dataclass
@@ -171,6 +183,9 @@ class ViterbiDecoder:
         # Column j of the padded in-arc matrix, contiguous: a loop over K columns with
         # element-wise minimum is several times faster than argmin over a (N, K) matrix.
         src_cols, cost_cols = self.emit_src_cols, self.emit_cost_cols
+        if not np.isfinite(scores).all():
+            bad = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+            raise AsrError(f"acoustic scores are NaN or infinite from frame {bad} on (a damaged model or input)")
         acoustic = -c.acoustic_scale * scores[:, self.emit_pdf]
         cost = np.full(g.num_states + 1, np.inf)
         cost[g.start] = 0.0

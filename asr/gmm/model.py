@@ -22,7 +22,7 @@ from asr.gmm.diag_gmm import DiagGmmSet
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.model_dir import read_hmm_side, read_meta, write_hmm_side
-from asr.utils import atomic_path
+from asr.utils import atomic_path, ensure_dir
 
 
 @dataclass
@@ -50,7 +50,7 @@ class GmmHmm:
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(model_dir)
         with atomic_path(model_dir / "model.npz") as tmp:
             np.savez(tmp, trans_log_probs=self.trans.log_probs, **self.gmm.to_arrays())
         write_hmm_side(model_dir, self, {})

@@ -71,6 +71,7 @@ class DecodingGraph:
     arc_word: np.ndarray
     arc_graph_cost: np.ndarray
     arc_lm_cost: np.ndarray
+    model_fingerprint: str = ""  # asr.model_dir.fingerprint() of the model compiled for
 
     @property
     def num_states(self) -> int:
@@ -86,13 +87,33 @@ class DecodingGraph:
 
     @classmethod
     def load(cls, path: str | Path) -> "DecodingGraph":
+        """Read and check a saved graph (an AsrError naming ``path`` if it is not one)."""
         path = Path(path)
         if not path.exists():
             raise AsrError(f"missing decoding graph {path}; run the graph stage (asr mkgraph)")
-        with np.load(path) as z:
-            d = {f.name: z[f.name] for f in fields(cls)}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                d = {f.name: z[f.name] for f in fields(cls) if f.name in z or f.name != "model_fingerprint"}
+        except KeyError as e:
+            raise AsrError(f"{path}: not a decoding graph (no {e.args[0]!r} array)") from None
+        except Exception as e:  # truncated zip, not a zip, pickled objects
+            raise AsrError(f"{path}: not a readable decoding graph ({' '.join(str(e).split())[:200]})") from None
         d["start"] = int(d["start"])
-        return cls(**d)
+        d["model_fingerprint"] = str(d.get("model_fingerprint", ""))
+        graph = cls(**d)
+        graph._check(path)
+        return graph
+
+    def _check(self, path: Path) -> None:
+        """Shapes and indices consistent, so a damaged file fails here, not as an IndexError."""
+        n, e = self.num_states, self.num_arcs
+        ok = (len(self.final_cost) == n and len(self.node_phone) == n and len(self.node_word) == n
+              and all(len(getattr(self, a)) == e for a in ("arc_dst", "arc_tid", "arc_word", "arc_graph_cost",
+                                                          "arc_lm_cost"))
+              and 0 <= self.start < n and (e == 0 or (self.arc_src.min() >= 0 and self.arc_src.max() < n
+                                                      and self.arc_dst.min() >= 0 and self.arc_dst.max() < n)))
+        if not ok:
+            raise AsrError(f"{path}: damaged decoding graph (inconsistent arrays); rerun asr mkgraph")
 
 
 class _Builder:

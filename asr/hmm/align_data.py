@@ -94,6 +94,8 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
     from asr.decode.run import features_for_files, frame_shift_s, load_model
 
     opts = opts or {}
+    if not words:
+        raise AsrError(f"{audio}: the transcript is empty; give the words spoken, in quotes")
     model = load_model(model_dir)
     check_vocabulary(words, model.lexicon, audio)
     feats = features_for_files(model, [audio])
@@ -138,5 +140,8 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
     frames = sum(len(a.states) for a in alis.values())
     log.info("aligned %d of %d utterances (%d frames) into %s; score/frame %.4f", len(alis), len(graphs), frames,
              out_dir, sum(a.score for a in alis.values()) / max(frames, 1))
+    if not alis:
+        raise AsrError(f"{data_dir}: none of its {len(graphs)} utterances could be aligned (audio too short for "
+                       "its transcript, or a model that does not fit the data)")
     return {u: (to_seconds(frame_spans(model, graphs[u], a, data.text[u]), shift), len(feats[u]) * shift)
             for u, a in alis.items()}

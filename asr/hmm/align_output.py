@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from asr.utils import AsrError
+from asr.utils import AsrError, read_utf8
 
 Tier = list[tuple[str, float, float]]
 FORMATS = ("ctm", "json", "textgrid")
@@ -61,7 +61,7 @@ def to_textgrid(tiers: dict[str, Tier], duration: float) -> str:
 
 def read_textgrid(path: str | Path) -> dict[str, Tier]:
     """IntervalTiers of a long-format TextGrid (empty intervals included)."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_utf8(Path(path))
     if 'Object class = "TextGrid"' not in text:
         raise AsrError(f"{path}: not a TextGrid")
     tiers: dict[str, Tier] = {}

@@ -15,12 +15,12 @@ import kaldiio
 import numpy as np
 
 from asr.arkio import write_ark_scp
-from asr.utils import AsrError, atomic_open
+from asr.utils import AsrError, atomic_open, ensure_dir
 
 
 def write_alignments(out_dir: str | Path, tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray]) -> None:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     for name, data in (("tid", tids), ("pdf", pdfs)):
         write_ark_scp(out_dir / f"ali.{name}.ark", out_dir / f"ali.{name}.scp", data, dtype=np.int32)
 

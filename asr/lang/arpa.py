@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, read_utf8, write_text_atomic
 
 LN10 = math.log(10.0)
 BOS, EOS = "<s>", "</s>"
@@ -43,7 +43,7 @@ def read_arpa(path: str | Path) -> NgramLM:
     path = Path(path)
     if not path.exists():
         raise AsrError(f"missing language model {path}")
-    lines = path.read_text(errors="replace").splitlines()
+    lines = read_utf8(path).splitlines()
     try:
         start = next(i for i, l in enumerate(lines) if l.strip() == "\\data\\")
     except StopIteration:
@@ -56,13 +56,18 @@ def read_arpa(path: str | Path) -> NgramLM:
         if not line:
             continue
         if line.startswith("ngram "):
-            k, v = line[6:].split("=")
+            k, _, v = line[6:].partition("=")
+            if not (k.strip().isascii() and k.strip().isdigit() and v.strip().isascii() and v.strip().isdigit()):
+                raise AsrError(f"{path}:{lineno + 1}: malformed count line {line!r} (expected 'ngram N=COUNT')")
             counts[int(k)] = int(v)
             continue
         if line == "\\end\\":
             break
         if line.startswith("\\") and line.endswith("-grams:"):
-            n = int(line[1:-7])
+            order = line[1:-7]
+            if not (order.isascii() and order.isdigit() and int(order) >= 1):
+                raise AsrError(f"{path}:{lineno + 1}: malformed section header {line!r}")
+            n = int(order)
             lm.order = max(lm.order, n)
             continue
         parts = line.split()

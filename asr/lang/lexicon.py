@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asr.utils import AsrError, atomic_open
+from asr.utils import AsrError, atomic_open, read_utf8
 
 EPS = "<eps>"
 
@@ -46,9 +46,9 @@ class SymbolTable:
         if not path.exists():
             raise AsrError(f"missing symbol table {path}")
         pairs = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_utf8(path).splitlines(), 1):
             parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit():
+            if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()):
                 raise AsrError(f"{path}:{n}: expected 'symbol id', got {line!r}")
             pairs.append((int(parts[1]), parts[0]))
         pairs.sort()
@@ -70,7 +70,7 @@ class Lexicon:
         if not path.exists():
             raise AsrError(f"missing lexicon {path}")
         prons: dict[str, list[list[str]]] = {}
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_utf8(path).splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from asr.lang.arpa import BOS, EOS
-from asr.utils import AsrError
+from asr.utils import AsrError, read_utf8
 
 METHODS = ("kn", "wb")
 
@@ -35,7 +35,7 @@ def read_sentences(path: str | Path) -> list[list[str]]:
     if not path.exists():
         raise AsrError(f"LM text {path} not found")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_utf8(path).splitlines():
         words = [w for w in line.split() if w not in (BOS, EOS)]
         if words:
             out.append(words)

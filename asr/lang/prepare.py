@@ -17,7 +17,7 @@ from pathlib import Path
 from asr.hmm.topology import Topology
 from asr.lang.arpa import read_arpa, write_unigram_arpa
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, ensure_dir, read_json, read_utf8, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def _read_list(path: Path) -> list[str]:
     if not path.exists():
         raise AsrError(f"missing {path}")
-    return [l.split()[0] for l in path.read_text().splitlines() if l.strip()]
+    return [l.split()[0] for l in read_utf8(path).splitlines() if l.strip()]
 
 
 POSITIONS = ("_B", "_E", "_I", "_S")
@@ -70,7 +70,7 @@ def prepare_lang(dict_dir: str | Path, out_dir: str | Path, lm: str | Path | Non
         nonsil = [p + t for p in nonsil for t in POSITIONS]
     phones = SymbolTable(sil_phones + sorted(nonsil))
     words = SymbolTable(lexicon.words())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     phones.write(out_dir / "phones.txt")
     words.write(out_dir / "words.txt")
     lexicon.write(out_dir / "lexicon.txt")
@@ -106,5 +106,5 @@ class Lang:
         if not (d / "topo.json").exists():
             raise AsrError(f"{d} is not a lang dir (no topo.json); run the lang stage (asr lang)")
         return cls(SymbolTable.read(d / "phones.txt"), SymbolTable.read(d / "words.txt"),
-                   Lexicon.read(d / "lexicon.txt"), Topology.from_dict(json.loads((d / "topo.json").read_text())),
+                   Lexicon.read(d / "lexicon.txt"), Topology.from_dict(read_json(d / "topo.json")),
                    _read_list(d / "silence_phones.txt"))

@@ -19,7 +19,7 @@ from asr.decode.run import frame_shift_s, load_model
 from asr.features import load_features
 from asr.hmm.align_data import to_seconds
 from asr.hmm.alignments import write_ctm
-from asr.utils import AsrError
+from asr.utils import AsrError, ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def align_ctc_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str
         log.warning("%d utterance(s) could not be aligned (too short for their transcript): %s", len(failed),
                     " ".join(failed[:10]))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     shift = frame_shift_s(model)
     write_ctm(out_dir / "tokens.ctm", {u: s["tokens"] for u, s in spans.items()}, shift)
     write_ctm(out_dir / "words.ctm", {u: s["words"] for u, s in spans.items()}, shift)

@@ -36,7 +36,7 @@ from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
 from asr.perturb import change_speed, original_id, perturbed_id
 from asr.score import align_words
-from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
+from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
                               "lang": str(lang_dir.resolve()), "utts": len(train_set.keys)}, sort_keys=True)
     schedule = Newbob.from_config(cfg, keep_first=cfg.min_epochs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     load_checkpoint(ckpt, fingerprint, net, opt, schedule)
     batches = train_set.batches(cfg.batch_frames)
     cv_batches = cv_set.batches(cfg.batch_frames) if cv_set else []

@@ -105,12 +105,24 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
     """Resume from ``path`` when it was written for the same ``fingerprint``; True if resumed."""
     if not path.exists():
         return False
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: tensors and plain containers only; a pickle that would build any other
+    # object (run code) is refused, not executed.
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AsrError(f"{path}: not a checkpoint this trainer wrote (refused to load it: "
+                       f"{' '.join(str(e).split())[:200]}); delete it to train from scratch") from None
+    if not isinstance(saved, dict) or not {"fingerprint", "weights", "optimizer", "state"} <= set(saved):
+        raise AsrError(f"{path}: not a checkpoint this trainer wrote; delete it to train from scratch")
     if saved.get("fingerprint") != fingerprint:
         log.warning("%s was written with other options or data; starting from scratch", path)
         return False
-    net.load_state_dict(saved["weights"])
-    opt.load_state_dict(saved["optimizer"])
+    try:
+        net.load_state_dict(saved["weights"])
+        opt.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise AsrError(f"{path}: checkpoint does not fit this network ({' '.join(str(e).split())[:200]}); "
+                       "delete it to train from scratch") from None
     schedule.state = saved["state"]
     log.info("resuming training after epoch %d from %s", schedule.epoch, path)
     return True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from asr.decode.run import decode_data_dir, lmwt_grid
 from asr.nnet.train import TrainConfig, train_dnn
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def search(base: dict, space: dict[str, list], data_dir: str | Path, ali_dir: st
     for k, values in enumerate(trials(space, num_random)):
         trial_dir = out_dir / f"trial{k:02d}"
         result = trial_dir / "result.json"
-        if result.exists() and json.loads(result.read_text())["values"] == values:
-            rows.append(json.loads(result.read_text()))
+        if result.exists() and read_json(result)["values"] == values:
+            rows.append(read_json(result))
             continue
         log.info("trial %d: %s", k, values)
         model = train_dnn(data_dir, ali_dir, gmm_dir, trial_dir, TrainConfig.from_flat({**base, **values}))

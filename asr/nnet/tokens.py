@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asr.lang.lexicon import Lexicon
 from asr.tree.questions import base_phone
-from asr.utils import AsrError, write_text_atomic
+from asr.utils import AsrError, read_utf8, write_text_atomic
 
 BLANK = "<blk>"
 WORD_SEP = "|"
@@ -86,5 +86,5 @@ class TokenSet:
         path = Path(path)
         if not path.exists():
             raise AsrError(f"missing token list {path}")
-        syms = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        syms = [line.split()[0] for line in read_utf8(path).splitlines() if line.strip()]
         return cls(kind, syms)

@@ -40,7 +40,7 @@ from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
 from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
 from asr.perturb import is_perturbed, original_id
-from asr.utils import AsrError, Config, from_flat_section, write_text_atomic
+from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
                               "ali": str(ali_dir.resolve()), "frames": len(train_set)}, sort_keys=True)
     schedule = Newbob.from_config(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     load_checkpoint(ckpt, fingerprint, net, opt, schedule)
     gen = torch.Generator().manual_seed(cfg.seed + schedule.epoch)
     done = False
