@@ -109,6 +109,74 @@ def read_audio(
     return _finish(samples, int(rate), target_rate, str(path))
 
 
+# Files longer than this are decoded in chunks (see read_audio_chunks), so memory depends on
+# the chunk length, not on the recording's.
+LONG_FILE_SECONDS = 60.0
+
+
+def audio_info(path: str | Path, *, raw_rate: int = 16000) -> tuple[int, int]:
+    """(frames, sample rate) from a file's header (``.raw``: its size), without reading it."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"audio file not found: {path}" if not path.exists() else f"not an audio file: {path}")
+    if path.suffix.lower() == ".raw":
+        return path.stat().st_size // 2, raw_rate
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise AsrError(f"cannot read audio file {path}: {_one_line(e)}") from e
+    return int(info.frames), int(info.samplerate)
+
+
+def read_audio_chunks(path: str | Path, target_rate: int | None = None, chunk_seconds: float = 30.0,
+                      search_seconds: float = 5.0, *, raw_rate: int = 16000):
+    """Yield ``(start seconds, samples (N,) float32)`` for consecutive chunks of a long file.
+
+    Each chunk is at most ``chunk_seconds`` long and ends at the quietest 10 ms of its last
+    ``search_seconds`` (a pause between words, where cutting costs nothing), except the
+    last. Only one chunk is in memory at a time; each is checked and resampled like
+    :func:`read_audio`.
+    """
+    path = Path(path)
+    total, rate = audio_info(path, raw_rate=raw_rate)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AsrError(f"{path}: implausible sample rate {rate} Hz (expected {MIN_RATE}..{MAX_RATE} Hz)")
+    raw = path.suffix.lower() == ".raw"
+    if not raw:
+        _check_wav_size(path)
+    step, search, hop = int(chunk_seconds * rate), int(search_seconds * rate), max(rate // 100, 1)
+    try:
+        source = np.memmap(path, dtype=">i2", mode="r") if raw else sf.SoundFile(str(path))
+        pos = 0
+        while pos < total:
+            end = min(pos + step, total)
+            if raw:
+                block = np.asarray(source[pos:end], dtype=np.float32) / 32768.0
+            else:
+                source.seek(pos)
+                block = source.read(end - pos, dtype="float32", always_2d=False)
+                if len(block) < end - pos:
+                    raise AsrError(f"{path}: truncated audio file: its header promises {total} frames, "
+                                   f"it holds {pos + len(block)}")
+            if end < total:
+                mono = block.mean(axis=1) if block.ndim == 2 else block
+                tail = mono[max(len(mono) - search, 0):]
+                n = len(tail) // hop
+                energy = (tail[:n * hop].reshape(n, hop).astype(np.float64) ** 2).sum(axis=1)
+                cut = len(mono) - len(tail) + int(np.argmin(energy)) * hop + hop // 2
+                block = block[:max(cut, hop)]
+            samples, _ = _finish(block, rate, target_rate, str(path))
+            yield pos / rate, samples
+            pos += len(block)
+    except AsrError:
+        raise
+    except Exception as e:
+        raise AsrError(f"cannot read audio file {path}: {_one_line(e)}") from e
+    finally:
+        if not raw and "source" in locals():
+            source.close()
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text or type(e).__name__

@@ -49,6 +49,14 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     prepare_corpus(a.corpus, Path(a.out), mirror=a.mirror, work_dir=Path(a.work_dir) if a.work_dir else None)
 
 
+def cmd_split_dev(a: argparse.Namespace) -> None:
+    from asr.datadir import split_dev_speakers
+
+    train, dev = split_dev_speakers(a.src, a.train_out, a.dev_out, a.speakers)
+    log.info("%s: %d utterances of %d speakers in %s, %d of %d held-out speakers in %s", a.src, len(train.utt2spk),
+             len(train.spk2utt), a.train_out, len(dev.utt2spk), len(dev.spk2utt), a.dev_out)
+
+
 def cmd_lang(a: argparse.Namespace) -> None:
     from asr.lang.prepare import prepare_lang
 
@@ -415,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="data")
     sp.add_argument("--mirror", help="folder holding the corpus archives (default $ASR_CORPUS_MIRROR or ../shared/corpora)")
     sp.add_argument("--work-dir", help="where archives are extracted (default data/local)")
+
+    sp = add("split-dev", cmd_split_dev, "hold whole training speakers out as a dev set (for tuning, never test)",
+             "asr split-dev data/an4/train data/an4/train_nodev data/an4/dev --speakers 10")
+    sp.add_argument("src")
+    sp.add_argument("train_out")
+    sp.add_argument("dev_out")
+    sp.add_argument("--speakers", type=positive_int, required=True, help="how many speakers to hold out")
 
     sp = add("lang", cmd_lang, "build a lang dir (phones, words, lexicon, topology, LM)",
              "asr lang --dict data/local --lm data/local/lm.arpa --out data/lang")

@@ -271,6 +271,25 @@ def subset_data_dir(src: str | os.PathLike, utts: list[str], out: str | os.PathL
     return sub
 
 
+def split_dev_speakers(src: str | os.PathLike, train_out: str | os.PathLike, dev_out: str | os.PathLike,
+                       num_speakers: int) -> tuple[DataDir, DataDir]:
+    """Hold ``num_speakers`` whole speakers of ``src`` out as a dev set (Kaldi's
+    subset_data_dir.sh --spk-list): ``dev_out`` gets their utterances, ``train_out`` the rest.
+
+    The dev speakers are spread evenly over the sorted speaker list (no random draw, so
+    the split is the same everywhere; corpora that name speakers by gender first, as AN4's
+    f*/m* ids do, get both).
+    """
+    data = DataDir.load(src, require_text=False)
+    speakers = sorted(data.spk2utt)
+    if not 1 <= num_speakers < len(speakers):
+        raise AsrError(f"{src}: cannot hold out {num_speakers} of its {len(speakers)} speakers as a dev set")
+    picked = {speakers[int((i + 0.5) * len(speakers) / num_speakers)] for i in range(num_speakers)}
+    dev_utts = [u for u in data.utts() if data.utt2spk[u] in picked]
+    train_utts = [u for u in data.utts() if data.utt2spk[u] not in picked]
+    return subset_data_dir(src, train_utts, train_out), subset_data_dir(src, dev_utts, dev_out)
+
+
 def read_utt_list(path: str | os.PathLike) -> list[str]:
     """Utterance ids, the first token of each non-blank line (Kaldi uttlist files)."""
     path = Path(path)

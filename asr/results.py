@@ -41,10 +41,18 @@ def collect(exp_dir: str | Path) -> list[dict]:
     return rows
 
 
+def _seed_threads(model_info: dict) -> str:
+    """How a neural row can be reproduced: its seed and torch thread count ("-" for GMMs,
+    whose training draws no random numbers)."""
+    if "seed" not in model_info:
+        return "-"
+    return f"{model_info['seed']} / {model_info.get('threads', '?')}"
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | pdfs | Gaussians "
-            "| NN params |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| NN params | seed / threads |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         i, m = r["info"], r["model"]
@@ -54,7 +62,7 @@ def markdown_table(rows: list[dict]) -> str:
         ser = f"{i['ser']:.2f}" if "ser" in i else "-"
         lines.append(f"| {r['system']} | {r['set']} | {wer} | `{r['wer_line']}` | {ser} | {i.get('selection', '')} | "
                      f"{i.get('rtf', '-')} | {m.get('train_seconds', '-')} | {m.get('num_pdfs', '-')} | "
-                     f"{m.get('gaussians', '-')} | {m.get('parameters', '-')} |")
+                     f"{m.get('gaussians', '-')} | {m.get('parameters', '-')} | {_seed_threads(m)} |")
     return head + "\n".join(lines) + "\n"
 
 

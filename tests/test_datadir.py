@@ -108,3 +108,21 @@ def test_subset_data_dir_keeps_features_of_its_utterances_and_speakers(tmp_path)
         subset_data_dir(tmp_path / "d", ["nope"], tmp_path / "t")
     with pytest.raises(AsrError, match="file not found"):
         read_utt_list(tmp_path / "missing")
+
+
+def test_split_dev_holds_out_whole_speakers_spread_over_the_list(tmp_path):
+    from asr.datadir import split_dev_speakers
+
+    spk = [f"{g}{i:02d}" for g in "fm" for i in range(5)]  # f00..f04, m00..m04
+    utts = {f"{s}-u{j}": s for s in spk for j in range(3)}
+    DataDir(wav={u: f"/{u}.wav" for u in utts}, text={u: ["A"] for u in utts}, utt2spk=utts).write(tmp_path / "all")
+    train, dev = split_dev_speakers(tmp_path / "all", tmp_path / "tr", tmp_path / "dev", 2)
+    assert sorted(dev.spk2utt) == ["f02", "m02"]  # one from each half of the sorted list
+    assert not set(train.spk2utt) & set(dev.spk2utt)
+    assert sorted(train.utts() + dev.utts()) == sorted(utts) and len(dev.utts()) == 6
+    assert DataDir.load(tmp_path / "dev").text == dev.text
+    again = split_dev_speakers(tmp_path / "all", tmp_path / "tr2", tmp_path / "dev2", 2)[1]
+    assert again.utts() == dev.utts()  # no random draw
+    for bad in (0, 10):
+        with pytest.raises(AsrError, match="cannot hold out"):
+            split_dev_speakers(tmp_path / "all", tmp_path / "x", tmp_path / "y", bad)

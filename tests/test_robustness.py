@@ -338,3 +338,50 @@ def test_cli_edge_cases_with_a_model(yesno_run: Path, tmp_path: Path) -> None:
     for model, extra in [(mono, []), (yesno_run / "exp" / "yesno" / "ctc", ["--search", "greedy"]),
                          (yesno_run / "exp" / "yesno" / "ctc", ["--search", "prefix"])]:
         _one_line_error(_asr("decode", model, nan, *extra), "nan.wav", "NaN or infinite")
+
+
+# ---------------------------------------------------------------- long recordings
+
+
+def test_long_files_are_read_in_chunks_cut_in_pauses_with_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from asr.audio import read_audio_chunks
+
+    rate, rng = 16000, np.random.default_rng(0)
+    # 10 minutes of "speech" (noise bursts) with a 0.2 s pause every 7 s.
+    x = (0.1 * rng.standard_normal(600 * rate)).astype(np.float32)
+    for k in range(0, 600, 7):
+        x[(k + 6) * rate:(k + 6) * rate + rate // 5] = 0.0
+    path = tmp_path / "long.wav"
+    sf.write(path, x, rate, subtype="FLOAT")
+    tracemalloc.start()
+    chunks = []
+    for start, samples in read_audio_chunks(path, chunk_seconds=30.0, search_seconds=5.0):
+        chunks.append((start, len(samples), samples[-80:].copy(), samples[:5].copy()))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # Whole, the file is 38 MB of float32; a chunk is 1.9 MB.
+    assert peak < 12e6, peak
+    assert sum(n for _, n, _, _ in chunks) == len(x)
+    assert all(n <= 30 * rate for _, n, _, _ in chunks) and len(chunks) >= 20
+    for (start, n, tail, _), (nxt, _, _, _) in zip(chunks, chunks[1:]):
+        assert nxt == pytest.approx(start + n / rate)
+        assert np.abs(tail).max() == 0.0  # every cut but the last falls in a pause
+
+
+@pytest.mark.slow
+def test_a_long_recording_decodes_chunk_by_chunk(yesno_run: Path, tmp_path: Path) -> None:
+    from asr.audio import LONG_FILE_SECONDS
+
+    waves = sorted((yesno_run / "data" / "yesno" / "local" / "waves_yesno").glob("*.wav"))[:14]
+    parts = [sf.read(w, dtype="float32")[0] for w in waves]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(parts), 8000)
+    assert sum(len(p) for p in parts) / 8000 > LONG_FILE_SECONDS
+    mono = yesno_run / "exp" / "yesno" / "mono"
+    want = sum((Path(w).stem.replace("1", "YES").replace("0", "NO").split("_") for w in waves), [])
+    got = json.loads(_asr("decode", mono, long, "--format", "json", check=True).stdout)
+    assert [w["word"] for w in got["words"]] == want
+    starts = [w["start"] for w in got["words"]]
+    assert starts == sorted(starts) and starts[-1] > LONG_FILE_SECONDS

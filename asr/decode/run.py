@@ -211,17 +211,24 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
                       device: str = "cpu", scp_entries: bool = False):
     """Transcribe audio files (any rate, any channel count), yielding ``(path, Hypothesis)`` in
     input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel).
-    With ``scp_entries`` the paths are wav.scp values (see :func:`features_for_files`)."""
+    With ``scp_entries`` the paths are wav.scp values (see :func:`features_for_files`).
+    Files longer than ``asr.audio.LONG_FILE_SECONDS`` are decoded chunk by chunk
+    (:func:`decode_long_file`), so memory does not grow with their duration."""
     model = load_model(model_dir, device)
     graph = load_graph(model_dir, model)
     cfg = cfg or model.decoder
     bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
-    if nj <= 1:
-        dec = ViterbiDecoder(graph, model.trans.log_probs, cfg)
+    dec = ViterbiDecoder(graph, model.trans.log_probs, cfg)
+    long = {p for p in paths if not scp_entries and _is_long(p)}
+    if nj <= 1 or long:
         for p in paths:
-            scores = model.scores(features_for_files(model, [p], scp_entries)[p])
+            if p in long:
+                hyp = decode_long_file(model, graph, dec, p, cfg.acoustic_scale)
+            else:
+                scores = model.scores(features_for_files(model, [p], scp_entries)[p])
+                hyp = _to_hyp(_decode_one(dec, scores, p), model, scores, graph, cfg.acoustic_scale)
             bar.update(1)
-            yield p, _to_hyp(_decode_one(dec, scores, p), model, scores, graph, cfg.acoustic_scale)
+            yield p, hyp
     else:
         scores = {p: model.scores(f) for p, f in features_for_files(model, paths, scp_entries).items()}
         res = decode_scores(graph, model.trans.log_probs, scores, [cfg], nj)[0]
@@ -229,6 +236,35 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
             bar.update(1)
             yield p, _to_hyp(res[p], model, scores[p], graph, cfg.acoustic_scale)
     bar.close()
+
+
+def _is_long(path: str) -> bool:
+    from asr.audio import LONG_FILE_SECONDS, audio_info
+
+    frames, rate = audio_info(path)
+    return frames > LONG_FILE_SECONDS * rate
+
+
+def decode_long_file(model, graph: DecodingGraph, dec: ViterbiDecoder, path: str, acoustic_scale: float,
+                     chunk_seconds: float = 30.0) -> Hypothesis:
+    """Decode a long recording as consecutive chunks cut in pauses (``asr.audio.read_audio_chunks``),
+    each with its own CMVN, and join the words with their times shifted to the file's clock."""
+    from asr.audio import read_audio_chunks
+
+    shift = frame_shift_s(model)
+    joined = Hypothesis(words=[], ctm=[], cost=0.0, confidence=[], frame_shift=shift)
+    for start, samples in read_audio_chunks(path, model.feature.sample_rate, chunk_seconds):
+        raw = compute_features(samples, model.feature)
+        if raw.shape[0] == 0:
+            continue  # a sliver shorter than one frame at the very end
+        scores = model.scores(transform(raw, model.pipeline))
+        hyp = _to_hyp(_decode_one(dec, scores, f"{path} at {start:.1f} s"), model, scores, graph, acoustic_scale)
+        offset = int(round(start / shift))
+        joined.words += hyp.words
+        joined.ctm += [(w, b + offset, e + offset) for w, b, e in hyp.ctm]
+        joined.confidence += hyp.confidence
+        joined.cost += hyp.cost
+    return joined
 
 
 def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,

@@ -31,7 +31,7 @@ from asr.features import (FeaturePipeline, apply_cmvn, compute_features, load_fe
 from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
-from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
+from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
 from asr.perturb import change_speed, original_id, perturbed_id
@@ -285,7 +285,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     done = False
     while not done and schedule.epoch < cfg.max_epochs:
         epoch = schedule.epoch + 1
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        gen = epoch_generator(cfg.seed, epoch)
         for g in opt.param_groups:
             g["lr"] = schedule.lr
         order = (batches if cfg.sortagrad and epoch == 1
@@ -313,7 +313,8 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
                      log_priors=log_priors, prior_scale=cfg.prior_scale, **hmm)
     model.info = {"train_data": str(data_dir), "lang": str(lang_dir), "train_seconds": round(time.time() - t_start, 1),
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": schedule.epoch,
-                  "best_cv_loss": schedule.state["best_cv"], "config": dataclasses.asdict(cfg)}
+                  "best_cv_loss": schedule.state["best_cv"], "config": dataclasses.asdict(cfg),
+                  "seed": cfg.seed, "threads": torch.get_num_threads()}
     model.save(out_dir)
     write_text_atomic(out_dir / "train_log.json", json.dumps(schedule.state["history"], indent=1) + "\n")
     ckpt.unlink(missing_ok=True)

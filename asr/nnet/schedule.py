@@ -28,14 +28,27 @@ log = logging.getLogger(__name__)
 
 
 def setup_torch(cfg) -> torch.device:
-    """Threads, seed and device from a trainer config (``threads``, ``seed``, ``device``)."""
+    """Threads, seed and device from a trainer config (``threads``, ``seed``, ``device``).
+
+    Training is deterministic for a given seed and thread count: deterministic torch
+    kernels, and every epoch's randomness drawn from :func:`epoch_generator`.
+    """
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AsrError("--device cuda was asked for but torch sees no GPU")
     return device
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The randomness of one epoch (shuffles, and dropout / masks through the global RNG),
+    a function of (seed, epoch) only: a run resumed after epoch k draws exactly what an
+    uninterrupted run draws in epoch k + 1."""
+    torch.manual_seed(seed * 1000 + epoch)
+    return torch.Generator().manual_seed(seed * 1000 + epoch)
 
 
 class Newbob:

@@ -38,7 +38,7 @@ from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint, setup_torch
+from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.perturb import is_perturbed, original_id
 from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
 
@@ -241,10 +241,10 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     schedule = Newbob.from_config(cfg)
     ensure_dir(out_dir)
     load_checkpoint(ckpt, fingerprint, net, opt, schedule)
-    gen = torch.Generator().manual_seed(cfg.seed + schedule.epoch)
     done = False
     while not done and schedule.epoch < cfg.max_epochs:
         epoch = schedule.epoch + 1
+        gen = epoch_generator(cfg.seed, epoch)
         for g in opt.param_groups:
             g["lr"] = schedule.lr
         t0 = time.time()
@@ -272,7 +272,8 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     model.info = {"train_data": str(data_dir), "ali": str(ali_dir), "gmm": str(gmm_dir),
                   "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
-                  "best_cv_loss": state["best_cv"], "config": dataclasses.asdict(cfg)}
+                  "best_cv_loss": state["best_cv"], "config": dataclasses.asdict(cfg),
+                  "seed": cfg.seed, "threads": torch.get_num_threads()}
     if rank == 0:
         model.save(out_dir)
         write_text_atomic(out_dir / "train_log.json", json.dumps(state["history"], indent=1) + "\n")
