@@ -382,6 +382,11 @@ def test_a_long_recording_decodes_chunk_by_chunk(yesno_run: Path, tmp_path: Path
     mono = yesno_run / "exp" / "yesno" / "mono"
     want = sum((Path(w).stem.replace("1", "YES").replace("0", "NO").split("_") for w in waves), [])
     got = json.loads(_asr("decode", mono, long, "--format", "json", check=True).stdout)
-    assert [w["word"] for w in got["words"]] == want
+    from asr.score import score_texts
+
+    # Each chunk has its own CMVN (not the per-file one of a short decode), so allow a
+    # stray word or two of the 112; a lost or doubled chunk would cost 8 or more.
+    errors = score_texts({"u": want}, {"u": [w["word"] for w in got["words"]]})[0]
+    assert errors.errors <= 2, errors.kaldi_line()
     starts = [w["start"] for w in got["words"]]
     assert starts == sorted(starts) and starts[-1] > LONG_FILE_SECONDS
