@@ -66,6 +66,33 @@ def markdown_table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+_SEED_COPY = re.compile(r"^(?P<base>.+)_seed\d+$")
+
+
+def seed_table(rows: list[dict]) -> str:
+    """Mean and range of each system's WER over its seed copies (``<sys>`` trained with the
+    default seed plus ``<sys>_seed<k>`` with ``--set seed=k``, everything else equal), per
+    set; empty when no system has copies."""
+    groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    names = {r["system"] for r in rows}
+    for r in rows:
+        m = _SEED_COPY.match(r["system"])
+        base = m.group("base") if m and m.group("base") in names else r["system"]
+        if "wer" in r["info"] and "seed" in r["model"]:
+            groups.setdefault((base, r["set"]), []).append((r["model"]["seed"], r["info"]["wer"]))
+    lines = []
+    for (base, dset), runs in sorted(groups.items()):
+        if len(runs) < 2:
+            continue
+        wers = [w for _, w in sorted(runs)]
+        lines.append(f"| {base} | {dset} | {', '.join(str(k) for k, _ in sorted(runs))} | {sum(wers) / len(wers):.2f} "
+                     f"| {min(wers):.2f} - {max(wers):.2f} | {', '.join(f'{w:.2f}' for w in wers)} |")
+    if not lines:
+        return ""
+    return ("\n### Across seeds\n\n| system | set | seeds | mean %WER | range | per seed |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+
+
 def write_results(exp_dir: str | Path, out: str | Path, title: str = "", commands: str = "",
                   notes: str | Path | None = None) -> str:
     """Write the Markdown results table (plus a recipe's hand-written notes, if given) to ``out``."""
@@ -76,6 +103,7 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
     text += f"Generated {datetime.date.today().isoformat()} by `asr results {exp_dir}`"
     text += f" after `{commands}`.\n\n" if commands else ".\n\n"
     text += markdown_table(rows)
+    text += seed_table(rows)
     text += ("\nRTF = decoding seconds per second of audio per setting tried (2-core CPU). "
              "(PER) = phone error rate of a CTC model's greedy output, without lexicon or LM. "
              "\"best of grid\" = Kaldi's best_wer over LMWT x insertion penalty on that set; "

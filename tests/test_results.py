@@ -1,0 +1,22 @@
+"""The results table's seed summary: mean and range over a system's seed copies."""
+
+from __future__ import annotations
+
+from asr.results import seed_table
+
+
+def _row(system: str, dset: str, wer: float, seed: int | None) -> dict:
+    return {"system": system, "set": dset, "info": {"wer": wer},
+            "model": {} if seed is None else {"seed": seed, "threads": 2}}
+
+
+def test_seed_copies_are_summarised_per_set() -> None:
+    rows = [_row("dnn", "test", 4.14, 0), _row("dnn_seed1", "test", 4.92, 1), _row("dnn_seed2", "test", 5.17, 2),
+            _row("dnn", "dev", 5.87, 0), _row("dnn_seed1", "dev", 6.01, 1),
+            _row("ctc", "test", 8.93, 0),  # one seed only: no summary
+            _row("tri1", "test", 8.67, None), _row("tri1_seed1", "test", 9.0, None)]  # GMMs have no seed
+    table = seed_table(rows)
+    assert "| dnn | test | 0, 1, 2 | 4.74 | 4.14 - 5.17 | 4.14, 4.92, 5.17 |" in table
+    assert "| dnn | dev | 0, 1 | 5.94 | 5.87 - 6.01 |" in table
+    assert "ctc" not in table and "tri1" not in table
+    assert seed_table([_row("ctc", "test", 8.93, 0)]) == ""
