@@ -390,3 +390,23 @@ def test_a_long_recording_decodes_chunk_by_chunk(yesno_run: Path, tmp_path: Path
     assert errors.errors <= 2, errors.kaldi_line()
     starts = [w["start"] for w in got["words"]]
     assert starts == sorted(starts) and starts[-1] > LONG_FILE_SECONDS
+
+
+def test_alignments_record_their_tree_and_a_mismatch_is_refused(tmp_path: Path) -> None:
+    from asr.hmm.alignments import check_alignment_tree, write_alignments
+
+    ali = {"u": np.zeros(3, dtype=np.int32)}
+    write_alignments(tmp_path / "ali", ali, ali, tree="aaaa")
+    check_alignment_tree(tmp_path / "ali", "aaaa", "exp/tri1")
+    with pytest.raises(AsrError, match="made with another tree than exp/tri1's"):
+        check_alignment_tree(tmp_path / "ali", "bbbb", "exp/tri1")
+    write_alignments(tmp_path / "old", ali, ali)  # no record (older dirs): accepted
+    check_alignment_tree(tmp_path / "old", "bbbb", "exp/tri1")
+
+
+@pytest.mark.slow
+def test_a_dnn_is_not_trained_on_another_trees_alignment(yesno_run: Path, tmp_path: Path) -> None:
+    exp = yesno_run / "exp" / "yesno"
+    run = _asr("train-dnn", "--data", yesno_run / "data" / "yesno" / "train_fbank", "--ali", exp / "mono" / "ali",
+               "--gmm", exp / "tri1", "--out", tmp_path / "dnn")
+    _one_line_error(run, "made with another tree")

@@ -14,7 +14,7 @@ from asr.features import load_features
 from asr.gmm.model import GmmHmm
 from asr.hmm.align import Alignment, align_utterances
 from asr.hmm.align_graph import AlignGraph, build_align_graph
-from asr.hmm.alignments import segments, write_alignments, write_ctm
+from asr.hmm.alignments import segments, tree_fingerprint, write_alignments, write_ctm
 from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def save_alignment_outputs(ali_dir: Path, model, graphs: dict[str, AlignGraph],
     # Alignment.tids[t] enters frame t; Kaldi's per-frame tid is the one leaving it.
     tids = {u: a.tids[1:] for u, a in alis.items()}
     pdf = {u: graphs[u].pdf[a.states] for u, a in alis.items()}
-    write_alignments(ali_dir, tids, pdf)
+    write_alignments(ali_dir, tids, pdf, tree_fingerprint(model.trans, model.ctx, model.phones))
     shift = model.feature.frame_shift_ms / 1000
     spans = {u: frame_spans(model, graphs[u], a, text[u]) for u, a in alis.items()}
     write_ctm(ali_dir / "phones.ctm", {u: s["phones"] for u, s in spans.items()}, shift)

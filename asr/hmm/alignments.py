@@ -9,6 +9,8 @@ Transition ids depend only on the lang dir's topology, so any model of that lang
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import kaldiio
@@ -18,11 +20,37 @@ from asr.arkio import write_ark_scp
 from asr.utils import AsrError, atomic_open, ensure_dir
 
 
-def write_alignments(out_dir: str | Path, tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray]) -> None:
+TREE_FINGERPRINT = "tree_fingerprint"  # which tree's pdf ids an alignment dir holds
+
+
+def tree_fingerprint(trans, ctx, phones) -> str:
+    """SHA-256 (16 hex digits) of what gives pdf ids their meaning: the HMM topology, the
+    context dependency (tree) and the phone set. A GMM and the DNNs trained on its tied
+    states share it; a model with another tree does not."""
+    key = json.dumps({"topology": trans.topo.to_dict(), "context": ctx.to_dict(), "phones": list(phones.symbols)},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def write_alignments(out_dir: str | Path, tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray],
+                     tree: str | None = None) -> None:
+    """ali.{tid,pdf}.{ark,scp}, and with ``tree`` the :func:`tree_fingerprint` they belong to."""
     out_dir = Path(out_dir)
     ensure_dir(out_dir)
     for name, data in (("tid", tids), ("pdf", pdfs)):
         write_ark_scp(out_dir / f"ali.{name}.ark", out_dir / f"ali.{name}.scp", data, dtype=np.int32)
+    if tree is not None:
+        with atomic_open(out_dir / TREE_FINGERPRINT) as f:
+            f.write(tree + "\n")
+
+
+def check_alignment_tree(ali_dir: str | Path, tree: str, model_dir: str | Path) -> None:
+    """An AsrError if ``ali_dir`` records another tree than ``tree`` (that of ``model_dir``):
+    its pdf ids would mean other states. Older alignment dirs without the record pass."""
+    path = Path(ali_dir) / TREE_FINGERPRINT
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace").strip() != tree:
+        raise AsrError(f"{ali_dir} was made with another tree than {model_dir}'s (its pdf ids mean other "
+                       f"states); realign with `asr align {model_dir} --data DATA --out {ali_dir}`")
 
 
 def read_alignments(ali_dir: str | Path, kind: str = "pdf") -> dict[str, np.ndarray]:

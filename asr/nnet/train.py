@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from asr.datadir import DataDir
 from asr.features import FeaturePipeline, load_features, read_feature_config
-from asr.hmm.alignments import read_alignments
+from asr.hmm.alignments import check_alignment_tree, read_alignments, tree_fingerprint
 from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet
 from asr.nnet.model import DnnHmm, state_log_priors
@@ -208,6 +208,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     with np.load(gmm_dir / "model.npz") as z:
         hmm = read_hmm_side(gmm_dir, meta, z["trans_log_probs"])
     trans, ctx = hmm["trans"], hmm["ctx"]
+    check_alignment_tree(ali_dir, tree_fingerprint(trans, ctx, hmm["phones"]), gmm_dir)
     data = DataDir.load(data_dir)
     pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
     feats = load_features(data_dir, pipeline)
