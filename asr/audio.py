@@ -9,8 +9,8 @@ only wav.scp entries (:func:`read_wav_scp_entry`) may be shell commands.
 
 from __future__ import annotations
 
+import contextlib
 import io
-import logging
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,9 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from asr import backend
-from asr.utils import AsrError
-
-log = logging.getLogger(__name__)
+from asr.utils import AsrError, one_line
 
 # Speech below 4 kHz sampling has no usable band; above 384 kHz is no recording format in
 # use. Outside this range a header is wrong (a "1 Hz" wav would be upsampled 16000-fold).
@@ -31,10 +29,19 @@ MIN_RATE, MAX_RATE = 4000, 384000
 MAX_PIPE_BYTES = 1 << 30
 
 
-def _finish(samples: np.ndarray, rate: int, target_rate: int | None, name: str) -> tuple[np.ndarray, int]:
-    """Check, mix ``samples`` (N,) or (N, C) down to mono float32 and resample to ``target_rate``."""
+def _check_rate(rate: int, name: str) -> None:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AsrError(f"{name}: implausible sample rate {rate} Hz (expected {MIN_RATE}..{MAX_RATE} Hz)")
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise AsrError(f"audio file not found: {path}" if not path.exists() else f"not an audio file: {path}")
+
+
+def _finish(samples: np.ndarray, rate: int, target_rate: int | None, name: str) -> tuple[np.ndarray, int]:
+    """Check, mix ``samples`` (N,) or (N, C) down to mono float32 and resample to ``target_rate``."""
+    _check_rate(rate, name)
     if samples.ndim == 2:
         # Average channels rather than pick one: keeps energy from both sides.
         samples = samples.mean(axis=1)
@@ -89,8 +96,7 @@ def read_audio(
     path, never a command, whatever characters it holds.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AsrError(f"audio file not found: {path}" if not path.exists() else f"not an audio file: {path}")
+    _require_file(path)
     try:
         if path.suffix.lower() == ".raw":
             data = path.read_bytes()
@@ -105,7 +111,7 @@ def read_audio(
     except AsrError:
         raise
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError variants
-        raise AsrError(f"cannot read audio file {path}: {_one_line(e)}") from e
+        raise AsrError(f"cannot read audio file {path}: {one_line(e)}") from e
     return _finish(samples, int(rate), target_rate, str(path))
 
 
@@ -117,14 +123,13 @@ LONG_FILE_SECONDS = 60.0
 def audio_info(path: str | Path, *, raw_rate: int = 16000) -> tuple[int, int]:
     """(frames, sample rate) from a file's header (``.raw``: its size), without reading it."""
     path = Path(path)
-    if not path.is_file():
-        raise AsrError(f"audio file not found: {path}" if not path.exists() else f"not an audio file: {path}")
+    _require_file(path)
     if path.suffix.lower() == ".raw":
         return path.stat().st_size // 2, raw_rate
     try:
         info = sf.info(str(path))
     except Exception as e:
-        raise AsrError(f"cannot read audio file {path}: {_one_line(e)}") from e
+        raise AsrError(f"cannot read audio file {path}: {one_line(e)}") from e
     return int(info.frames), int(info.samplerate)
 
 
@@ -139,47 +144,47 @@ def read_audio_chunks(path: str | Path, target_rate: int | None = None, chunk_se
     """
     path = Path(path)
     total, rate = audio_info(path, raw_rate=raw_rate)
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AsrError(f"{path}: implausible sample rate {rate} Hz (expected {MIN_RATE}..{MAX_RATE} Hz)")
+    _check_rate(rate, str(path))
     raw = path.suffix.lower() == ".raw"
     if not raw:
         _check_wav_size(path)
     step, search, hop = int(chunk_seconds * rate), int(search_seconds * rate), max(rate // 100, 1)
     try:
-        source = np.memmap(path, dtype=">i2", mode="r") if raw else sf.SoundFile(str(path))
-        pos = 0
-        while pos < total:
-            end = min(pos + step, total)
-            if raw:
-                block = np.asarray(source[pos:end], dtype=np.float32) / 32768.0
-            else:
-                source.seek(pos)
-                block = source.read(end - pos, dtype="float32", always_2d=False)
-                if len(block) < end - pos:
-                    raise AsrError(f"{path}: truncated audio file: its header promises {total} frames, "
-                                   f"it holds {pos + len(block)}")
-            if end < total:
-                mono = block.mean(axis=1) if block.ndim == 2 else block
-                tail = mono[max(len(mono) - search, 0):]
-                n = len(tail) // hop
-                energy = (tail[:n * hop].reshape(n, hop).astype(np.float64) ** 2).sum(axis=1)
-                cut = len(mono) - len(tail) + int(np.argmin(energy)) * hop + hop // 2
-                block = block[:max(cut, hop)]
-            samples, _ = _finish(block, rate, target_rate, str(path))
-            yield pos / rate, samples
-            pos += len(block)
+        with contextlib.ExitStack() as stack:
+            source = np.memmap(path, dtype=">i2", mode="r") if raw else stack.enter_context(sf.SoundFile(str(path)))
+            pos = 0
+            while pos < total:
+                end = min(pos + step, total)
+                block = _read_block(source, raw, pos, end, total, path)
+                if end < total:
+                    block = block[:_quietest_cut(block, search, hop)]
+                samples, _ = _finish(block, rate, target_rate, str(path))
+                yield pos / rate, samples
+                pos += len(block)
     except AsrError:
         raise
     except Exception as e:
-        raise AsrError(f"cannot read audio file {path}: {_one_line(e)}") from e
-    finally:
-        if not raw and "source" in locals():
-            source.close()
+        raise AsrError(f"cannot read audio file {path}: {one_line(e)}") from e
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
+def _read_block(source, raw: bool, pos: int, end: int, total: int, path: Path) -> np.ndarray:
+    """Frames ``pos:end`` of an open file (a memmap of .raw int16, or a SoundFile)."""
+    if raw:
+        return np.asarray(source[pos:end], dtype=np.float32) / 32768.0
+    source.seek(pos)
+    block = source.read(end - pos, dtype="float32", always_2d=False)
+    if len(block) < end - pos:
+        raise AsrError(f"{path}: truncated audio file: its header promises {total} frames, it holds {pos + len(block)}")
+    return block
+
+
+def _quietest_cut(block: np.ndarray, search: int, hop: int) -> int:
+    """Where to end a chunk: the middle of the lowest-energy ``hop`` of its last ``search`` samples."""
+    mono = block.mean(axis=1) if block.ndim == 2 else block
+    tail = mono[max(len(mono) - search, 0):]
+    n = len(tail) // hop
+    energy = (tail[:n * hop].reshape(n, hop).astype(np.float64) ** 2).sum(axis=1)
+    return max(len(mono) - len(tail) + int(np.argmin(energy)) * hop + hop // 2, hop)
 
 
 def read_wav_scp_entry(entry: str, target_rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -200,7 +205,7 @@ def read_wav_scp_entry(entry: str, target_rate: int | None = None) -> tuple[np.n
     except AsrError:
         raise
     except Exception as e:
-        raise AsrError(f"cannot decode audio from wav.scp command '{cmd}': {_one_line(e)}") from e
+        raise AsrError(f"cannot decode audio from wav.scp command '{cmd}': {one_line(e)}") from e
     return _finish(samples, int(rate), target_rate, f"wav.scp command '{cmd}'")
 
 

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from asr.utils import AsrError
+from asr.utils import AsrError, one_line
 
 
 def _dist_version(name: str) -> str:
@@ -45,17 +45,12 @@ def torchaudio() -> ModuleType:
     except ImportError as e:
         if _dist_version("torchaudio") == "not installed":
             raise AsrError(f"torchaudio is not installed: {_install_hint()}") from e
-        raise AsrError(f"torchaudio {_dist_version('torchaudio')} does not import ({_first_line(e)}): "
+        raise AsrError(f"torchaudio {_dist_version('torchaudio')} does not import ({one_line(e)}): "
                        f"{_install_hint()}") from e
     except OSError as e:  # the compiled extension does not match torch
         raise AsrError(f"torchaudio {_dist_version('torchaudio')}'s compiled extension does not load with "
-                       f"torch {_dist_version('torch')} ({_first_line(e)}): {_install_hint()}") from e
+                       f"torch {_dist_version('torch')} ({one_line(e)}): {_install_hint()}") from e
     return ta
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def check() -> None:

@@ -18,7 +18,7 @@ from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.context import load_context
 from asr.hmm.topology import Topology, TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, ensure_dir, read_json, write_text_atomic
+from asr.utils import AsrError, ensure_dir, one_line, read_json, write_text_atomic
 
 
 # The files that make a model what it is. Their hash is the model's fingerprint: a graph
@@ -72,7 +72,7 @@ def read_network(model_dir: Path, net, device: str = "cpu"):
     try:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # truncated file, foreign pickle, other architecture
-        raise AsrError(f"{path}: cannot load the network weights ({' '.join(str(e).split())[:200]})") from None
+        raise AsrError(f"{path}: cannot load the network weights ({one_line(e)})") from None
     return net.to(device).eval()
 
 

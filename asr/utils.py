@@ -24,6 +24,13 @@ class AsrError(Exception):
     """
 
 
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (whitespace collapsed, at most ``limit`` characters),
+    or its type name when it has none: for quoting a library's error inside an AsrError."""
+    text = " ".join(str(e).split())[:limit]
+    return text or type(e).__name__
+
+
 def ensure_dir(path: str | os.PathLike) -> Path:
     """Create directory ``path`` (and parents); an AsrError if a file is in the way."""
     path = Path(path)

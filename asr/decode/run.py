@@ -30,7 +30,7 @@ from asr.graph.compile import DecodingGraph
 from asr.gmm.model import GmmHmm
 from asr.hmm.alignments import write_ctm
 from asr.score import ErrorCounts, read_text, score_texts
-from asr.utils import AsrError, atomic_open, ensure_dir, read_json, write_text_atomic
+from asr.utils import AsrError, atomic_open, ensure_dir, one_line, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
     except AsrError:
         raise
     except (KeyError, ValueError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as e:
-        what = f"missing entry {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:200]
+        what = f"missing entry {e}" if isinstance(e, KeyError) else one_line(e)
         raise AsrError(f"{model_dir}: damaged or incomplete model dir ({type(e).__name__}: {what})") from None
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from asr.hmm.topology import TransitionModel
 from asr.lang.arpa import LmAutomaton
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, atomic_path
+from asr.utils import AsrError, atomic_path, one_line
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class DecodingGraph:
         except KeyError as e:
             raise AsrError(f"{path}: not a decoding graph (no {e.args[0]!r} array)") from None
         except Exception as e:  # truncated zip, not a zip, pickled objects
-            raise AsrError(f"{path}: not a readable decoding graph ({' '.join(str(e).split())[:200]})") from None
+            raise AsrError(f"{path}: not a readable decoding graph ({one_line(e)})") from None
         d["start"] = int(d["start"])
         d["model_fingerprint"] = str(d.get("model_fingerprint", ""))
         graph = cls(**d)

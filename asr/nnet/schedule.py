@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from asr.utils import AsrError, atomic_path
+from asr.utils import AsrError, atomic_path, one_line
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise AsrError(f"{path}: not a checkpoint this trainer wrote (refused to load it: "
-                       f"{' '.join(str(e).split())[:200]}); delete it to train from scratch") from None
+                       f"{one_line(e)}); delete it to train from scratch") from None
     if not isinstance(saved, dict) or not {"fingerprint", "weights", "optimizer", "state"} <= set(saved):
         raise AsrError(f"{path}: not a checkpoint this trainer wrote; delete it to train from scratch")
     if saved.get("fingerprint") != fingerprint:
@@ -134,7 +134,7 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
         net.load_state_dict(saved["weights"])
         opt.load_state_dict(saved["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise AsrError(f"{path}: checkpoint does not fit this network ({' '.join(str(e).split())[:200]}); "
+        raise AsrError(f"{path}: checkpoint does not fit this network ({one_line(e)}); "
                        "delete it to train from scratch") from None
     schedule.state = saved["state"]
     log.info("resuming training after epoch %d from %s", schedule.epoch, path)
