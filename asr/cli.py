@@ -16,7 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from asr.utils import AsrError, read_json, read_utf8, setup_logging
+from asr.utils import AsrError, one_line, read_json, read_utf8, setup_logging
 
 log = logging.getLogger("asr")
 
@@ -340,7 +340,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
 def cmd_results(a: argparse.Namespace) -> None:
     from asr.results import write_results
 
-    text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands, a.notes)
+    text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands, a.notes, a.label)
     print(text)
 
 
@@ -581,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--title", default="")
     sp.add_argument("--commands", default="", help="the commands that produced the results, for the record")
     sp.add_argument("--notes", help="a Markdown file appended to the table (references, remarks)")
+    sp.add_argument("--label", action="append", default=[], metavar="SYSTEM=TEXT",
+                    help="append TEXT to the 'chosen how' of SYSTEM's rows (SYSTEM* for a prefix), e.g. "
+                         "'tri1=test-tuned: Gaussians read on test'")
     return p
 
 
@@ -615,8 +618,8 @@ def _describe(e: Exception) -> str:
         return f"{e.filename}: {e.strerror or e}"
     if isinstance(e, MemoryError):
         return "out of memory"
-    text = " ".join(str(e).split())
-    return f"unexpected {type(e).__name__}" + (f": {text[:300]}" if text else "")
+    text = one_line(e, 300) if str(e).strip() else ""
+    return f"unexpected {type(e).__name__}" + (f": {text}" if text else "")
 
 
 if __name__ == "__main__":

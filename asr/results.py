@@ -49,6 +49,19 @@ def _seed_threads(model_info: dict) -> str:
     return f"{model_info['seed']} / {model_info.get('threads', '?')}"
 
 
+def apply_labels(rows: list[dict], labels: list[str]) -> None:
+    """Append ``TEXT`` to the "chosen how" of every row whose system matches ``SYSTEM=TEXT``
+    (``SYSTEM`` may end in ``*`` for a prefix): how a recipe says that a row rests on a
+    choice not made on dev (e.g. "test-tuned: ...")."""
+    for item in labels:
+        pattern, sep, text = item.partition("=")
+        if not sep or not pattern or not text:
+            raise AsrError(f"--label expects SYSTEM=TEXT (SYSTEM may end in *), got {item!r}")
+        for r in rows:
+            if (r["system"].startswith(pattern[:-1]) if pattern.endswith("*") else r["system"] == pattern):
+                r["info"]["selection"] = f"{r['info'].get('selection', '')}; {text}".lstrip("; ")
+
+
 def markdown_table(rows: list[dict]) -> str:
     head = ("| system | set | %WER | errors (Kaldi line) | %SER | chosen how | RTF | train s | pdfs | Gaussians "
             "| NN params | seed / threads |\n"
@@ -94,11 +107,12 @@ def seed_table(rows: list[dict]) -> str:
 
 
 def write_results(exp_dir: str | Path, out: str | Path, title: str = "", commands: str = "",
-                  notes: str | Path | None = None) -> str:
+                  notes: str | Path | None = None, labels: list[str] | None = None) -> str:
     """Write the Markdown results table (plus a recipe's hand-written notes, if given) to ``out``."""
     rows = collect(exp_dir)
     if not rows:
         raise AsrError(f"{exp_dir}: nothing decoded yet (no */decode_*/decode_info.json)")
+    apply_labels(rows, labels or [])
     text = f"# Results: {title or Path(exp_dir).name}\n\n"
     text += f"Generated {datetime.date.today().isoformat()} by `asr results {exp_dir}`"
     text += f" after `{commands}`.\n\n" if commands else ".\n\n"

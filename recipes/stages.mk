@@ -18,6 +18,8 @@
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
 #   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
 #   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
+#   RESULTS_LABELS     --label 'SYSTEM=TEXT' options for `asr results` (rows resting on a
+#                      choice not made on dev say so, e.g. "test-tuned: ...")
 
 ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 ASR     ?= $(ROOT)/.venv/bin/asr
@@ -143,7 +145,8 @@ $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
 	touch $@
 
 9 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)
-	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md
+	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md \
+	  $(RESULTS_LABELS)
 
 clean:
 	rm -rf $(DATA) $(EXP)

@@ -20,3 +20,18 @@ def test_seed_copies_are_summarised_per_set() -> None:
     assert "| dnn | dev | 0, 1 | 5.94 | 5.87 - 6.01 |" in table
     assert "ctc" not in table and "tri1" not in table
     assert seed_table([_row("ctc", "test", 8.93, 0)]) == ""
+
+
+def test_labels_mark_rows_whose_choices_were_not_made_on_dev() -> None:
+    import pytest
+
+    from asr.results import apply_labels
+    from asr.utils import AsrError
+
+    rows = [_row("tri1", "test", 8.67, None), _row("tri1_500leaves", "test", 8.8, None), _row("dnn", "test", 4.1, 0)]
+    rows[0]["info"]["selection"] = "tuned on exp/an4/tri1/decode_dev"
+    apply_labels(rows, ["tri1*=test-tuned: Gaussians", "dnn=test-tuned: size"])
+    assert rows[0]["info"]["selection"] == "tuned on exp/an4/tri1/decode_dev; test-tuned: Gaussians"
+    assert rows[1]["info"]["selection"] == "test-tuned: Gaussians" and rows[2]["info"]["selection"] == "test-tuned: size"
+    with pytest.raises(AsrError, match="SYSTEM=TEXT"):
+        apply_labels(rows, ["no-equals-sign"])
