@@ -138,7 +138,7 @@ def cmd_nnet_search(a: argparse.Namespace) -> None:
 def cmd_mkgraph(a: argparse.Namespace) -> None:
     from asr.graph.compile import compile_graph
     from asr.lang.arpa import lm_to_automaton, read_arpa
-    from asr.decode.run import load_model
+    from asr.acoustic import load_model
 
     model = load_model(a.model)
     opts = _load_section(a.config, "graph", a.set)
@@ -152,16 +152,16 @@ def cmd_mkgraph(a: argparse.Namespace) -> None:
 
 
 def _decoder_config(model_dir: str, a: argparse.Namespace):
-    from asr.decode.viterbi import DecoderConfig
+    from asr.decode.config import DecoderConfig
 
-    from asr.decode.run import model_dirs
+    from asr.acoustic import model_dirs
 
     meta = model_dirs(model_dir)[0] / "model.json"
     if not meta.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")
     d = read_json(meta).get("decoder", {})  # the model's defaults, without loading it
     d.update(_load_section(a.config, "decode", a.set))
-    for key in ("beam", "acoustic_scale", "lm_weight", "word_penalty", "max_active"):
+    for key in ("beam", "acoustic_scale", "lattice_beam", "word_penalty", "max_active"):
         if getattr(a, key, None) is not None:
             d[key] = getattr(a, key)
     return DecoderConfig.from_dict(d)
@@ -190,17 +190,20 @@ def cmd_decode(a: argparse.Namespace) -> None:
             grid = lmwt_grid(lo, hi, pens, base, step[0] if step else 1.0)
         decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
         return
-    if a.nbest > 1:
-        raise AsrError("--nbest needs --search prefix with a CTC model: the graph decoder keeps one best path")
+    if a.nbest > 1 and a.format == "ctm":
+        raise AsrError("--nbest prints word sequences (text or json), not CTM")
     keys, paths = _decode_inputs(a)
-    from asr.decode.output import format_hypothesis
+    from asr.decode.output import format_hypothesis, format_nbest
     from asr.decode.run import iter_decode_files
 
     out = []
     results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device,
-                                scp_entries=bool(a.scp))
+                                scp_entries=bool(a.scp), nbest=a.nbest)
     for key, (_, hyp) in zip(keys, results):
-        line = format_hypothesis(key, hyp, a.format, with_key=bool(a.scp) or a.format != "text")
+        if a.nbest > 1:
+            line = format_nbest(key, hyp.nbest, a.format)
+        else:
+            line = format_hypothesis(key, hyp, a.format, with_key=bool(a.scp) or a.format != "text")
         if a.format == "ctm" and not line:
             continue  # no words, no CTM lines
         if a.out:
@@ -257,10 +260,41 @@ def _ctc_search(a: argparse.Namespace) -> None:
 
 
 def cmd_lm(a: argparse.Namespace) -> None:
-    from asr.lang.ngram import estimate, read_sentences, write_arpa
+    import time
 
-    grams = estimate(read_sentences(a.text), a.order, a.method)
-    write_arpa(a.out if a.out else sys.stdout, grams)
+    from asr.lang.ngram import estimate, iter_text_sentences, prune
+
+    t0 = time.time()
+    vocab = None
+    if a.vocab:
+        vocab = [l.split()[0] for l in read_utf8(a.vocab).splitlines() if l.strip()]
+    lm = estimate(iter_text_sentences(a.text), a.order, a.method, vocab)
+    counts = " ".join(f"{k + 1}-grams {len(x)}" for k, x in enumerate(lm.keys))
+    log.info("estimated %s (%.1f s)", counts, time.time() - t0)
+    if a.prune is not None or a.max_ngrams is not None:
+        lm = prune(lm, a.prune, a.max_ngrams)
+        log.info("pruned to %s (%.1f s)", " ".join(f"{k + 1}-grams {len(x)}" for k, x in enumerate(lm.keys)),
+                 time.time() - t0)
+    lm.write_arpa(a.out if a.out else sys.stdout)
+
+
+def cmd_lm_text(a: argparse.Namespace) -> None:
+    from asr.lang.book_text import archive_sentences
+    from asr.utils import atomic_open
+
+    n = words = 0
+    with atomic_open(a.out, "w") as f:
+        for sent in tqdm_iter(archive_sentences(a.archive), "sentences"):
+            f.write(sent + "\n")
+            n += 1
+            words += sent.count(" ") + 1
+    log.info("wrote %d sentences, %d words to %s", n, words, a.out)
+
+
+def tqdm_iter(it, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(it, unit=f" {unit}", leave=False, disable=None)
 
 
 def cmd_score(a: argparse.Namespace) -> None:
@@ -321,7 +355,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
         tiers, _ = align_audio(a.args[0], a.args[1], a.args[2].split())
         out = plot.plot_alignment(a.args[1], tiers, a.out)
     elif a.kind == "posteriors":
-        from asr.decode.run import features_for_files, frame_shift_s, load_model
+        from asr.acoustic import features_for_files, frame_shift_s, load_model
 
         model = load_model(a.args[0])
         if not hasattr(model, "log_posteriors"):
@@ -541,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--beam", type=positive_float)
     sp.add_argument("--max-active", type=positive_int)
     sp.add_argument("--acoustic-scale", type=positive_float)
-    sp.add_argument("--lm-weight", type=finite_float)
+    sp.add_argument("--lattice-beam", type=positive_float, help="keep lattice paths within this of the best")
     sp.add_argument("--word-penalty", type=finite_float)
     sp.add_argument("--nj", type=positive_int, default=1, help="parallel decoding processes")
     sp.add_argument("--search", default="graph", choices=["graph", "greedy", "prefix"],
@@ -551,16 +585,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", default="text", choices=["text", "json", "ctm"],
                     help="text: the words; json: one object per file with word times and confidences; "
                          "ctm: Kaldi CTM lines (file 1 start duration word confidence)")
-    sp.add_argument("--nbest", type=positive_int, default=1, help="N best hypotheses (CTC --search prefix only)")
+    sp.add_argument("--nbest", type=positive_int, default=1, help="N best word sequences (from the lattice, or the CTC prefix search)")
     sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
 
     sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",
              "asr lm --order 3 corpus.txt > lm.arpa   # then: asr lang --dict D --lm lm.arpa --out data/lang")
-    sp.add_argument("text", help="training text: one sentence per line, words separated by spaces")
+    sp.add_argument("text", nargs="+", help="training text files: one sentence per line, words separated by spaces")
     sp.add_argument("--order", type=positive_int, default=3)
     sp.add_argument("--method", choices=["kn", "wb"], default="kn", help="interpolated Kneser-Ney or Witten-Bell")
+    sp.add_argument("--vocab", help="word list (first field per line): other words become <UNK>")
+    prune_opts = sp.add_mutually_exclusive_group()
+    prune_opts.add_argument("--prune", type=positive_float, metavar="THRESHOLD",
+                            help="relative-entropy pruning threshold (SRILM -prune)")
+    prune_opts.add_argument("--max-ngrams", type=positive_int, metavar="N",
+                            help="prune (relative entropy) to at most N n-grams in all")
     sp.add_argument("--out", help="ARPA file to write (default: stdout)")
+
+    sp = add("lm-text", cmd_lm_text, "LM training sentences from a tar of Project Gutenberg books (LibriSpeech style)",
+             "asr lm-text ../shared/corpora/gutenberg_lm_text.tar.gz --out data/local/lm_text.txt")
+    sp.add_argument("archive", help="tar(.gz) archive of .txt books")
+    sp.add_argument("--out", required=True, help="text file to write, one sentence per line")
 
     sp = add("plot", cmd_plot, "draw a PNG: alignment over the spectrogram, posteriorgram, training curves, WER bars",
              "asr plot align exp/yesno/tri1 a.wav \"YES NO\" --out a.png   |   asr plot posteriors exp/yesno/ctc a.wav "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.context import load_context
 from asr.hmm.topology import Topology, TransitionModel

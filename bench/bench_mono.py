@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 
-from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
+from asr.decode.config import DecoderConfig
+from asr.decode.decoder import Decoder
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.graph.compile import compile_graph
 from asr.hmm.align import align_utterances
@@ -57,7 +58,7 @@ def main() -> None:
         write_unigram_arpa(os.path.join(tmp, "G.arpa"), list(words))
         lm = lm_to_automaton(read_arpa(os.path.join(tmp, "G.arpa")))
     graph = compile_graph(lexicon, SymbolTable(sorted(words)), phones, lm, trans, ctx)
-    dec = ViterbiDecoder(graph, trans.log_probs, DecoderConfig())
+    dec = Decoder(graph, trans.log_probs, DecoderConfig())
     scores = rng.standard_normal((5000, ctx.num_pdfs)) * 5
     t = time.time()
     for s in range(0, 5000, 500):

@@ -46,7 +46,11 @@ def test_decode_formats(yesno_run: Path, tmp_path: Path) -> None:
     scp.write_text(f"utt1 cat {wav} |\nutt2 {wav}\n")
     out = _asr("decode", dnn, "--scp", scp, "--format", "text").stdout.splitlines()
     assert out == [f"utt1 {' '.join(WORDS)}", f"utt2 {' '.join(WORDS)}"]
-    bad = _asr("decode", dnn, wav, "--nbest", "3", check=False)
+    # n-best lists from the lattice: the first is the one-best, costs never improve down the list
+    nb = [l.split() for l in _asr("decode", dnn, wav, "--nbest", "3").stdout.splitlines()]
+    assert 1 <= len(nb) <= 3 and nb[0][0] == f"{wav}-1" and nb[0][2:] == WORDS
+    assert [float(l[1]) for l in nb] == sorted((float(l[1]) for l in nb), reverse=True)
+    bad = _asr("decode", dnn, wav, "--nbest", "3", "--format", "ctm", check=False)
     assert bad.returncode == 1 and "--nbest" in bad.stderr and "Traceback" not in bad.stderr
     ctc = yesno_run / "exp" / "yesno" / "ctc"
     nbest = json.loads(_asr("decode", ctc, wav, "--search", "prefix", "--nbest", "2", "--format", "json").stdout)

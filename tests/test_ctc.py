@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from asr.decode.ctc_search import collapse, forced_align, greedy_search, prefix_beam_search
-from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
+from asr.decode.config import DecoderConfig
+from asr.decode.decoder import Decoder
 from asr.graph.compile import compile_graph
 from asr.lang.arpa import LmAutomaton
 from asr.lang.lexicon import Lexicon, SymbolTable
@@ -181,7 +182,7 @@ def test_graph_decoding_spells_words_from_tokens_and_never_leaves_the_lexicon():
     # ZED is in the LM but has no pronunciation: it must never come out.
     lm = LmAutomaton(1, 0, [(0, "YES", 0, 1.0), (0, "NO", 0, 1.0), (0, "ZED", 0, 0.5)], [], {0: 1.0})
     g = compile_graph(hmm["lexicon"], lang.words, hmm["phones"], lm, hmm["trans"], hmm["ctx"], "SIL")
-    dec = ViterbiDecoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
+    dec = Decoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
     # Peaky frames for NO YES: blank N blank OW blank Y EH EH S blank
     seq = ["N", "OW", "Y", "EH", "S"]
     frames = [0, tokens.index["N"], 0, tokens.index["OW"], 0, tokens.index["Y"], tokens.index["EH"],
@@ -189,11 +190,11 @@ def test_graph_decoding_spells_words_from_tokens_and_never_leaves_the_lexicon():
     lp = np.full((len(frames), len(tokens)), np.log(0.01))
     lp[np.arange(len(frames)), frames] = np.log(0.95)
     res = dec.decode(lp)
-    assert [lang.words.sym(w.word) for w in res.words] == ["NO", "YES"]
+    assert [lang.words.sym(w) for w in res.word_ids] == ["NO", "YES"]
     assert tokens.decode(greedy_search(lp)) == seq
     for seed in range(5):
         res = dec.decode(_random_log_probs(40, len(tokens), seed))
-        assert all(lang.words.sym(w.word) in {"YES", "NO"} for w in res.words)
+        assert all(lang.words.sym(w) in {"YES", "NO"} for w in res.word_ids)
 
 
 def test_char_tokens_get_a_spelling_lang():
@@ -225,12 +226,12 @@ def test_char_model_graph_decodes_spelled_words():
     hmm = ctc_hmm_side(lang, chars)
     lm = LmAutomaton(1, 0, [(0, "YES", 0, 1.0), (0, "NO", 0, 1.0)], [], {0: 1.0})
     g = compile_graph(hmm["lexicon"], lang.words, hmm["phones"], lm, hmm["trans"], hmm["ctx"], hmm["silence_phone"])
-    dec = ViterbiDecoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
+    dec = Decoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
     spelled = [c for w in ["NO", "NO", "YES"] for c in list(w) + [WORD_SEP]]
     frames = [0] + [f for c in spelled for f in (chars.index[c], 0)]
     lp = np.full((len(frames), len(chars)), np.log(0.01))
     lp[np.arange(len(frames)), frames] = np.log(0.9)
-    assert [lang.words.sym(w.word) for w in dec.decode(lp).words] == ["NO", "NO", "YES"]
+    assert [lang.words.sym(w) for w in dec.decode(lp).word_ids] == ["NO", "NO", "YES"]
     assert chars.decode(greedy_search(lp)) == ["NO", "NO", "YES"]
 
 
@@ -244,13 +245,13 @@ def test_repeated_tokens_need_a_blank_in_the_graph():
     # O gets an LM bonus (cost -3) so that, were the rule missing, NO O would win on N OW OW.
     lm = LmAutomaton(1, 0, [(0, "NO", 0, 0.1), (0, "O", 0, -3.0)], [], {0: 0.1})
     g = compile_graph(hmm["lexicon"], lang.words, hmm["phones"], lm, hmm["trans"], hmm["ctx"], "SIL")
-    dec = ViterbiDecoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
+    dec = Decoder(g, hmm["trans"].log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=0.0))
     n, ow = tokens.index["N"], tokens.index["OW"]
 
     def words(frames):
         lp = np.full((len(frames), len(tokens)), np.log(0.01))
         lp[np.arange(len(frames)), frames] = np.log(0.98)
-        return [lang.words.sym(w.word) for w in dec.decode(lp).words]
+        return [lang.words.sym(w) for w in dec.decode(lp).word_ids]
 
     assert words([0, n, ow, ow, 0]) == ["NO"]
     assert words([0, n, ow, 0, ow, 0]) == ["NO", "O"]

@@ -1,85 +1,88 @@
+"""The WFST graph compiler, the token-passing decoder and its lattices, against brute force."""
+
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
-from asr.graph.compile import DecodingGraph, compile_graph
+from asr.decode.config import DecoderConfig
+from asr.decode.decoder import Decoder, result_from_lattice
+from asr.decode.lattice import Lattice, read_lattices, write_lattices
+from asr.decode.run import decode_scores
+from asr.decode.word_align import word_spans
+from asr.graph.compile import DecodingGraph, compile_graph, epsilon_rank
+from asr.graph.fst import Fst
 from asr.lang.arpa import lm_to_automaton, read_arpa, write_unigram_arpa
 from asr.utils import AsrError
 
 INF = math.inf
 
 
-def make_graph(arcs, node_pdf, node_word, final_cost, start=0) -> DecodingGraph:
-    """arcs: (src, dst, tid, word, graph_cost, lm_cost), sorted by source as compile_graph does."""
-    arcs = sorted(arcs, key=lambda a: a[0])
-    cols = list(zip(*arcs))
-    return DecodingGraph(
-        start=start, final_cost=np.asarray(final_cost, dtype=np.float64),
-        node_pdf=np.asarray(node_pdf, dtype=np.int64), node_phone=np.where(np.asarray(node_pdf) >= 0, 1, 0),
-        node_word=np.asarray(node_word, dtype=np.int64),
-        arc_src=np.array(cols[0], dtype=np.int64), arc_dst=np.array(cols[1], dtype=np.int64),
-        arc_tid=np.array(cols[2], dtype=np.int64), arc_word=np.array(cols[3], dtype=np.int64),
-        arc_graph_cost=np.array(cols[4], dtype=np.float64), arc_lm_cost=np.array(cols[5], dtype=np.float64))
+def make_graph(num_states, arcs, final, label_tid, label_pdf, start=0) -> DecodingGraph:
+    """arcs: (src, dst, ilabel, olabel, weight); labels 1.. map to (tid, pdf)."""
+    src, dst, il, ol, w = (list(c) for c in zip(*arcs))
+    f = Fst.from_arcs(num_states, start, src, dst, il, ol, w, final)
+    return DecodingGraph(start=f.start, final=f.final, arc_start=f.arc_start, ilabel=f.ilabel, olabel=f.olabel,
+                         weight=f.weight, dst=f.dst, label_tid=np.array([-1] + label_tid, dtype=np.int32),
+                         label_pdf=np.array([-1] + label_pdf, dtype=np.int32),
+                         eps_rank=epsilon_rank(f.arc_start, f.ilabel, f.dst))
 
 
 def two_word_graph(loop: bool) -> DecodingGraph:
-    """start(0) -eps:w1-> 1 -> [3 -> 4] -> 5(final);  start -eps:w2-> 2 -> [6 -> 7] -> 5.
+    """0 -eps:w1-> 1 [pdf 0 loop, pdf 1 loop] -> 3 (final); 0 -eps:w2-> 2 [pdf 2 loop, pdf 1] -> 3.
 
-    Emitting states have self-loops; with ``loop`` the final state goes back to the start
-    so that word sequences of any length are possible.
+    Emitting arcs consume the pdf of their label; with ``loop`` the final state goes back to
+    the start by an epsilon arc, so word sequences of any length are possible.
     """
-    arcs = [
-        (0, 1, -1, 1, 0.0, 0.7), (0, 2, -1, 2, 0.2, 1.1),
-        (1, 3, -1, 0, 0.0, 0.0), (3, 3, 0, 0, 0.0, 0.0), (3, 4, 1, 0, 0.0, 0.0),
-        (4, 4, 2, 0, 0.0, 0.0), (4, 5, 3, 0, 0.1, 0.0),
-        (2, 6, -1, 0, 0.0, 0.0), (6, 6, 4, 0, 0.0, 0.0), (6, 7, 5, 0, 0.0, 0.0),
-        (7, 7, 6, 0, 0.0, 0.0), (7, 5, 7, 0, 0.0, 0.0),
-    ]
+    # labels: 1 (tid 0, pdf 0) self-loop, 2 (tid 1, pdf 0) forward, 3 (tid 2, pdf 1) loop,
+    # 4 (tid 3, pdf 1) exit, 5 (tid 4, pdf 2) loop, 6 (tid 5, pdf 2) forward, 7 (tid 7, pdf 1) exit
+    arcs = [(0, 1, 0, 1, 0.7), (0, 2, 0, 2, 1.3),
+            (1, 1, 1, 0, 0.0), (1, 4, 2, 0, 0.0), (4, 4, 3, 0, 0.0), (4, 3, 4, 0, 0.1),
+            (2, 2, 5, 0, 0.0), (2, 5, 6, 0, 0.0), (5, 5, 3, 0, 0.0), (5, 3, 7, 0, 0.0)]
     if loop:
-        arcs.append((5, 0, -1, 0, 0.3, 0.0))
-    node_pdf = [-1, -1, -1, 0, 1, -1, 2, 1]
-    node_word = [0, 0, 0, 1, 1, 0, 2, 2]
-    final = [INF, INF, INF, INF, INF, 0.25, INF, INF]
-    return make_graph(arcs, node_pdf, node_word, final)
+        arcs.append((3, 0, 0, 0, 0.3))
+    return make_graph(6, arcs, {3: 0.25}, [0, 1, 2, 3, 4, 5, 7], [0, 0, 1, 1, 2, 2, 1])
 
 
 TRANS_LOG_PROBS = np.log(np.array([0.6, 0.4, 0.7, 0.3, 0.5, 0.5, 0.8, 0.2]))
 
 
+def arc_cost(g, a, tlp, cfg):
+    lab = g.ilabel[a]
+    trans = cfg.transition_scale * -tlp[g.label_tid[lab]] if lab > 0 else 0.0
+    return float(g.weight[a]) + trans + cfg.word_penalty * (g.olabel[a] > 0)
+
+
 def brute_force(g: DecodingGraph, scores: np.ndarray, tlp: np.ndarray, cfg: DecoderConfig):
-    """Every path of the graph that consumes exactly T frames and ends in a final state."""
+    """Every path that consumes exactly T frames and ends in a final state: (cost, labels, words)."""
     T = scores.shape[0]
-    out_arcs: dict[int, list[int]] = {}
-    for e in range(g.num_arcs):
-        out_arcs.setdefault(int(g.arc_src[e]), []).append(e)
-
-    def arc_cost(e):
-        tid = g.arc_tid[e]
-        c = cfg.transition_scale * (-tlp[tid] if tid >= 0 else 0.0)
-        return c + g.arc_graph_cost[e] + cfg.lm_weight * g.arc_lm_cost[e] + cfg.word_penalty * (g.arc_word[e] > 0)
-
     results = []
 
-    def rec(state, t, cost, states, words):
-        if t == T and np.isfinite(g.final_cost[state]):
-            results.append((cost + g.final_cost[state], list(states), list(words)))
-        for e in out_arcs.get(state, []):
-            d = int(g.arc_dst[e])
-            c = cost + arc_cost(e)
-            w = list(words) + ([(int(g.arc_word[e]), t)] if g.arc_word[e] > 0 else [])
-            if g.node_pdf[d] >= 0:
+    def rec(state, t, cost, labels, words, depth):
+        if depth > 60:
+            return
+        if t == T and np.isfinite(g.final[state]):
+            results.append((cost + float(g.final[state]), list(labels), list(words)))
+        for a in range(g.arc_start[state], g.arc_start[state + 1]):
+            c = cost + arc_cost(g, a, tlp, cfg)
+            w = words + ([int(g.olabel[a])] if g.olabel[a] > 0 else [])
+            lab = int(g.ilabel[a])
+            if lab > 0:
                 if t < T:
-                    rec(d, t + 1, c - cfg.acoustic_scale * scores[t, g.node_pdf[d]], states + [d], w)
+                    rec(int(g.dst[a]), t + 1, c - cfg.acoustic_scale * scores[t, g.label_pdf[lab]], labels + [lab], w,
+                        depth + 1)
             else:
-                rec(d, t, c, states, w)
+                rec(int(g.dst[a]), t, c, labels, w, depth + 1)
 
-    rec(g.start, 0, 0.0, [], [])
+    rec(g.start, 0, 0.0, [], [], 0)
     results.sort(key=lambda r: r[0])
     return results
+
+
+EXACT = dict(beam=1e9, max_active=10**6, lattice_beam=1e9)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -89,129 +92,281 @@ def test_decoder_matches_brute_force(seed, loop):
     rng = np.random.default_rng(seed)
     T = 6
     scores = rng.normal(0, 3, (T, 3))
-    cfg = DecoderConfig(beam=1e9, max_active=10**6, acoustic_scale=0.7, transition_scale=0.5, lm_weight=1.3,
-                        word_penalty=0.4)
+    cfg = DecoderConfig(acoustic_scale=0.7, transition_scale=0.5, word_penalty=0.4, **EXACT)
     paths = brute_force(g, scores, TRANS_LOG_PROBS, cfg)
     assert len(paths) >= 2
-    best_cost, best_states, best_words = paths[0]
+    best_cost, best_labels, best_words = paths[0]
     assert paths[1][0] - best_cost > 1e-6  # a unique optimum
-    res = ViterbiDecoder(g, TRANS_LOG_PROBS, cfg).decode(scores)
+    res = Decoder(g, TRANS_LOG_PROBS, cfg).decode(scores)
     assert res.reached_final
-    assert res.cost == pytest.approx(best_cost, abs=1e-6)
-    assert list(res.states) == best_states
-    assert [(w.word, w.start) for w in res.words] == best_words
-    for n, w in enumerate(res.words):
-        assert w.start <= w.end
-        assert all(g.node_word[res.states[t]] == w.word for t in range(w.start, w.end + 1))
-        if n + 1 < len(res.words):
-            assert w.end < res.words[n + 1].start
+    assert res.cost == pytest.approx(best_cost, abs=1e-4)
+    assert res.word_ids == best_words
+    assert list(res.tids) == [g.label_tid[l] for l in best_labels]
+    assert list(res.pdfs) == [g.label_pdf[l] for l in best_labels]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lattice_holds_every_path_within_the_beam(seed):
+    """With an unbounded lattice beam, the lattice's n-best equals brute force's distinct
+    word sequences, and its best path is the one-best decode."""
+    g = two_word_graph(loop=True)
+    scores = np.random.default_rng(seed).normal(0, 2, (7, 3))
+    cfg = DecoderConfig(acoustic_scale=1.0, transition_scale=1.0, **EXACT)
+    res = Decoder(g, TRANS_LOG_PROBS, cfg).decode(scores)
+    best = {}
+    for cost, _, words in brute_force(g, scores, TRANS_LOG_PROBS, cfg):
+        best.setdefault(tuple(words), cost)
+    expected = sorted(best.items(), key=lambda x: x[1])[:4]
+    nbest = res.lattice.nbest(4, 1.0)
+    assert [tuple(w) for w, _ in nbest] == [w for w, _ in expected]
+    np.testing.assert_allclose([c for _, c in nbest], [c for _, c in expected], atol=1e-3)
+    assert nbest[0][1] == pytest.approx(res.cost, abs=1e-3)
+
+
+def test_rescoring_equals_decoding_again():
+    """The best path of a lattice at another LMWT and penalty is what decoding at them gives."""
+    g = two_word_graph(loop=True)
+    for seed in range(5):
+        scores = np.random.default_rng(seed).normal(0, 3, (8, 3))
+        lat = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=0.5, **EXACT)).decode(scores).lattice
+        for acs, pen in [(0.1, 0.0), (0.3, 1.0), (2.0, -0.5)]:
+            direct = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=acs, word_penalty=pen, **EXACT)).decode(scores)
+            again = result_from_lattice(lat, acs, pen)
+            assert again.word_ids == direct.word_ids
+            assert again.cost == pytest.approx(direct.cost, abs=1e-4)
+            np.testing.assert_array_equal(again.tids, direct.tids)
+
+
+def test_lattice_beam_prunes_and_keeps_the_best_path():
+    g = two_word_graph(loop=True)
+    scores = np.random.default_rng(3).normal(0, 3, (12, 3))
+    wide = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, beam=1e9, lattice_beam=1e9)).decode(scores)
+    narrow = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, beam=1e9, lattice_beam=1.0)).decode(scores)
+    assert narrow.lattice.num_arcs < wide.lattice.num_arcs
+    assert narrow.word_ids == wide.word_ids and narrow.cost == pytest.approx(wide.cost)
+    # every path left is within the lattice beam: the second best sequence costs at most best + 1
+    for _, cost in narrow.lattice.nbest(10, 1.0):
+        assert cost <= narrow.cost + 1.0 + 1e-6
+
+
+def test_posteriors_sum_to_one_per_frame():
+    g = two_word_graph(loop=True)
+    scores = np.random.default_rng(4).normal(0, 1, (9, 3))
+    lat = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, **EXACT)).decode(scores).lattice
+    post = lat.arc_posteriors(1.0)
+    frames = lat.arc_frames()
+    emitting = lat.ilabel > 0
+    sums = np.bincount(frames[emitting], weights=post[emitting], minlength=9)
+    np.testing.assert_allclose(sums, 1.0, atol=1e-6)
 
 
 def test_word_penalty_reduces_words():
     g = two_word_graph(loop=True)
     # Frames favour w1 w2 w1 (pdfs 0 1 | 2 1 | 0 1).
-    T = 6
-    scores = np.full((T, 3), -10.0)
+    scores = np.full((6, 3), -10.0)
     for t, p in enumerate([0, 1, 2, 1, 0, 1]):
         scores[t, p] = 0.0
-    base = dict(beam=1e9, max_active=10**6, acoustic_scale=1.0, transition_scale=1.0)
-    res0 = ViterbiDecoder(g, TRANS_LOG_PROBS, DecoderConfig(**base)).decode(scores)
-    assert [w.word for w in res0.words] == [1, 2, 1]
-    assert [(w.start, w.end) for w in res0.words] == [(0, 1), (2, 3), (4, 5)]
-    res1 = ViterbiDecoder(g, TRANS_LOG_PROBS, DecoderConfig(word_penalty=100.0, **base)).decode(scores)
-    assert len(res1.words) == 1
+    base = dict(acoustic_scale=1.0, transition_scale=1.0, **EXACT)
+    res0 = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(**base)).decode(scores)
+    assert res0.word_ids == [1, 2, 1]
+    res1 = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(word_penalty=100.0, **base)).decode(scores)
+    assert len(res1.word_ids) == 1
     ref = brute_force(g, scores, TRANS_LOG_PROBS, DecoderConfig(word_penalty=100.0, **base))[0]
-    assert res1.cost == pytest.approx(ref[0], abs=1e-6)
-    assert list(res1.states) == ref[1]
+    assert res1.cost == pytest.approx(ref[0], abs=1e-4)
 
 
 def test_narrow_beam_is_never_better_than_exact():
     g = two_word_graph(loop=True)
-    rng = np.random.default_rng(11)
-    scores = rng.normal(0, 3, (6, 3))
-    exact = ViterbiDecoder(g, TRANS_LOG_PROBS, DecoderConfig(beam=1e9, acoustic_scale=1.0)).decode(scores)
-    narrow = ViterbiDecoder(g, TRANS_LOG_PROBS, DecoderConfig(beam=0.5, max_active=2, acoustic_scale=1.0)).decode(scores)
+    scores = np.random.default_rng(11).normal(0, 3, (6, 3))
+    exact = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, **EXACT)).decode(scores)
+    narrow = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(beam=2.0, max_active=2, acoustic_scale=1.0)).decode(scores)
     if narrow.reached_final:
-        assert narrow.cost >= exact.cost - 1e-9
+        assert narrow.cost >= exact.cost - 1e-6
 
 
 def test_epsilon_cycle_rejected():
-    arcs = [(0, 1, -1, 0, 0.0, 0.0), (1, 2, -1, 0, 0.0, 0.0), (2, 1, -1, 0, 0.0, 0.0), (1, 3, 0, 0, 0.0, 0.0),
-            (3, 3, 0, 0, 0.0, 0.0), (3, 2, 1, 0, 0.0, 0.0)]
-    g = make_graph(arcs, [-1, -1, -1, 0], [0, 0, 0, 0], [INF, INF, 0.0, INF])
     with pytest.raises(AsrError, match="epsilon cycle"):
-        ViterbiDecoder(g, np.log([0.5, 0.5]))
+        make_graph(3, [(0, 1, 0, 0, 0.0), (1, 2, 0, 0, 0.0), (2, 1, 0, 0, 0.0), (1, 1, 1, 0, 0.0)], {2: 0.0},
+                   [0], [0])
 
 
-def test_empty_utterance_rejected():
+def test_bad_input_rejected():
     g = two_word_graph(loop=False)
-    dec = ViterbiDecoder(g, TRANS_LOG_PROBS)
-    with pytest.raises(AsrError):
+    dec = Decoder(g, TRANS_LOG_PROBS)
+    with pytest.raises(AsrError, match="no frames"):
         dec.decode(np.zeros((0, 3)))
+    with pytest.raises(AsrError, match="pdfs"):
+        dec.decode(np.zeros((4, 2)))
+    with pytest.raises(AsrError, match="NaN"):
+        dec.decode(np.full((4, 3), np.nan))
+    with pytest.raises(AsrError, match="transition ids"):
+        Decoder(g, np.log([0.5, 0.5]))
+
+
+def test_empty_lattice_rejected(tmp_path):
+    empty = Lattice(np.array([INF]), *(np.zeros(0, dtype=np.int32) for _ in range(4)), np.zeros(0), np.zeros(0))
+    with pytest.raises(AsrError, match="empty lattice"):
+        empty.best_path(0.1)
+    (tmp_path / "bad.txt").write_text("utt1\n0 1 3 0 1.0\n\n")
+    with pytest.raises(AsrError, match="bad.txt:2"):
+        read_lattices(tmp_path / "bad.txt")
+
+
+def test_lattice_text_round_trip(tmp_path):
+    g = two_word_graph(loop=True)
+    lats = {}
+    for k in range(3):
+        scores = np.random.default_rng(k).normal(0, 2, (7, 3))
+        lats[f"u{k}"] = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=0.5)).decode(scores).lattice
+    write_lattices(tmp_path / "lat.gz", lats)
+    back = read_lattices(tmp_path / "lat.gz")
+    assert sorted(back) == sorted(lats)
+    for u, lat in lats.items():
+        for acs in (0.2, 0.5, 1.0):
+            a, b = lat.best_path(acs), back[u].best_path(acs)
+            assert lat.words(a) == back[u].words(b)
+            assert lat.path_cost(a, acs) == pytest.approx(back[u].path_cost(b, acs), abs=1e-3)
+
+
+# -- the compiled graph ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bigram(tmp_path_factory):
+    arpa = tmp_path_factory.mktemp("lm") / "G.arpa"
+    arpa.write_text("\\data\\\nngram 1=4\nngram 2=3\n\n\\1-grams:\n-0.5\t</s>\n-99\t<s>\t-0.2\n-0.4\tX\t-0.1\n"
+                    "-0.6\tY\t-0.3\n\n\\2-grams:\n-0.1\t<s> X\n-0.2\tX Y\n-0.3\tY </s>\n\n\\end\\\n")
+    return read_arpa(arpa)
+
+
+# The ARPA file above, by hand (log10): unigrams with back-offs, and the bigrams.
+UNI = {"</s>": (-0.5, 0.0), "X": (-0.4, -0.1), "Y": (-0.6, -0.3), "<s>": (-99, -0.2)}
+BI = {("<s>", "X"): -0.1, ("X", "Y"): -0.2, ("Y", "</s>"): -0.3}
+
+
+def _lm_cost(words):
+    """-ln P(words </s> | <s>) by the ARPA back-off rules."""
+    hist, log10p = "<s>", 0.0
+    for w in words + ["</s>"]:
+        log10p += BI[(hist, w)] if (hist, w) in BI else UNI[hist][1] + UNI[w][0]
+        hist = w
+    return -log10p * math.log(10)
+
+
+@pytest.mark.parametrize("context", ["mono", "tri"])
+def test_hclg_accepts_exactly_the_lm_word_strings_with_their_costs(tiny_mono, bigram, context):
+    """Project HCLG on its words and determinize it: every word string up to length 3 is there,
+    at the LM cost plus the silence choices (sil_prob 0.5: ln 2 per word boundary)."""
+    import kaldifst
+
+    t = tiny_mono
+    ctx = t.ctx if context == "mono" else _all_contexts(t)
+    g = compile_graph(t.lex, t.words, t.phones, lm_to_automaton(bigram), t.trans, ctx, "SIL", sil_prob=0.5)
+    fst = Fst.from_arcs(g.num_states, g.start, np.repeat(np.arange(g.num_states), np.diff(g.arc_start)), g.dst,
+                        g.olabel, g.olabel, g.weight, g.final).to_kaldifst()
+    kaldifst.rmepsilon(fst)
+    det = Fst.from_kaldifst(kaldifst.determinize(fst))
+    for n in range(4):
+        for words in itertools.product(["X", "Y"], repeat=n):
+            s, cost = det.start, 0.0
+            for w in words:
+                arcs = [a for a in range(det.arc_start[s], det.arc_start[s + 1]) if det.olabel[a] == t.words.id(w)]
+                assert len(arcs) == 1, words
+                cost += det.weight[arcs[0]]
+                s = det.dst[arcs[0]]
+            expected = _lm_cost(list(words)) + (n + 1) * math.log(2)
+            assert cost + det.final[s] == pytest.approx(expected, abs=5e-3), words  # minimization quantizes to 1/1024
+
+
+def _all_contexts(t):
+    """A context-dependent stand-in: pdf depends on the left phone (for A and B), as a tree can."""
+    class LeftContext:
+        context_width = 3
+
+        def __init__(self, base):
+            self.base = base
+            self.num_pdfs = base.num_pdfs + 16
+
+        def pdf_of(self, left, phone, right, s):
+            p = self.base.pdf_of(left, phone, right, s)
+            return p if phone == 1 else self.base.num_pdfs + 4 * (left % 4) + s
+
+    return LeftContext(t.ctx)
 
 
 @pytest.fixture(scope="module")
 def real_graph(tmp_path_factory, tiny_mono):
-    phones, words, trans, ctx, lex = tiny_mono.phones, tiny_mono.words, tiny_mono.trans, tiny_mono.ctx, tiny_mono.lex
+    t = tiny_mono
     arpa = tmp_path_factory.mktemp("lm") / "G.arpa"
     write_unigram_arpa(arpa, ["X", "Y"])
-    lm = lm_to_automaton(read_arpa(arpa))
-    g = compile_graph(lex, words, phones, lm, trans, ctx)
-    return g, trans, ctx, words
+    return compile_graph(t.lex, t.words, t.phones, lm_to_automaton(read_arpa(arpa)), t.trans, t.ctx)
 
 
-def test_compile_graph_structure(real_graph):
-    g, trans, ctx, words = real_graph
-    assert g.num_states == len(g.final_cost) == len(g.node_word)
-    assert (np.diff(g.arc_src) >= 0).all()
-    emitting = g.node_pdf >= 0
-    # Pdfs: SIL 0-2, A 3-4, B 5-6; every pdf used, SIL once per LM state, B in both words.
-    assert set(g.node_pdf[emitting]) == set(range(ctx.num_pdfs))
-    assert set(g.arc_word[g.arc_word > 0]) == {words.id("X"), words.id("Y")}
-    # Word arcs are epsilon (non-emitting destination) arcs.
-    assert (~emitting[g.arc_dst[g.arc_word > 0]]).all()
-    assert np.isfinite(g.final_cost).sum() >= 1
-    assert not emitting[g.start]
-    # Arc into an emitting state carries the tid of a transition out of the source's tstate.
-    for e in np.flatnonzero(emitting[g.arc_src] & (g.arc_tid >= 0)):
-        assert trans.tstates[trans.tid_tstate[g.arc_tid[e]]][0] == g.node_phone[g.arc_src[e]]
-
-
-def _plan_scores(g, ctx, pdf_plan, num_pdfs):
+def _plan_scores(pdf_plan, num_pdfs):
     scores = np.full((len(pdf_plan), num_pdfs), -50.0)
     scores[np.arange(len(pdf_plan)), pdf_plan] = 0.0
     return scores
 
 
-def test_decode_compiled_graph(real_graph):
-    g, trans, ctx, words = real_graph
+def test_decode_compiled_graph(real_graph, tiny_mono):
+    t = tiny_mono
     # SIL(0 1 2) | X = A(3 3 4) B(5 6 6) | Y = B(5 5 6) | SIL(0 1 2)
     plan = [0, 1, 2, 3, 3, 4, 5, 6, 6, 5, 5, 6, 0, 1, 2]
-    scores = _plan_scores(g, ctx, plan, ctx.num_pdfs)
-    dec = ViterbiDecoder(g, trans.log_probs, DecoderConfig(acoustic_scale=1.0))
-    res = dec.decode(scores)
+    dec = Decoder(real_graph, t.trans.log_probs, DecoderConfig(acoustic_scale=1.0))
+    res = dec.decode(_plan_scores(plan, t.ctx.num_pdfs))
     assert res.reached_final
-    assert [words.sym(w.word) for w in res.words] == ["X", "Y"]
-    assert [(w.start, w.end) for w in res.words] == [(3, 8), (9, 11)]
-    np.testing.assert_array_equal(g.node_pdf[res.states], plan)
-    # The path's acoustic cost is zero, so the total is the graph + LM + transition cost, all small.
+    assert [t.words.sym(w) for w in res.word_ids] == ["X", "Y"]
+    np.testing.assert_array_equal(res.pdfs, plan)
+    prons = {t.words.id(w): [tuple(t.phones.id(p) for p in pr) for pr in alts] for w, alts in t.lex.prons.items()}
+    assert word_spans(res.tids, res.word_ids, t.trans, prons, {t.phones.id("SIL")}) == [(3, 8), (9, 11)]
+    # The path's acoustic cost is zero, so the total is the graph + transition cost, all small.
     assert 0 < res.cost < 20
-
     # Without the silences and with Y first: "Y X".
-    plan2 = [5, 6, 3, 4, 4, 5, 6]
-    res2 = dec.decode(_plan_scores(g, ctx, plan2, ctx.num_pdfs))
-    assert [words.sym(w.word) for w in res2.words] == ["Y", "X"]
-    assert [(w.start, w.end) for w in res2.words] == [(0, 1), (2, 6)]
+    res2 = dec.decode(_plan_scores([5, 6, 3, 4, 4, 5, 6], t.ctx.num_pdfs))
+    assert [t.words.sym(w) for w in res2.word_ids] == ["Y", "X"]
+    assert word_spans(res2.tids, res2.word_ids, t.trans, prons, {t.phones.id("SIL")}) == [(0, 1), (2, 6)]
 
 
-def test_decode_compiled_graph_matches_brute_force(real_graph):
-    g, trans, ctx, words = real_graph
-    rng = np.random.default_rng(5)
-    T = 5
-    scores = rng.normal(0, 2, (T, ctx.num_pdfs))
-    cfg = DecoderConfig(beam=1e9, max_active=10**6, acoustic_scale=1.0, transition_scale=0.3, word_penalty=0.2)
-    paths = brute_force(g, scores, trans.log_probs, cfg)
-    res = ViterbiDecoder(g, trans.log_probs, cfg).decode(scores)
-    assert res.cost == pytest.approx(paths[0][0], abs=1e-6)
-    assert list(res.states) == paths[0][1]
-    assert [(w.word, w.start) for w in res.words] == paths[0][2]
+def test_decode_compiled_graph_matches_brute_force(real_graph, tiny_mono):
+    t = tiny_mono
+    scores = np.random.default_rng(5).normal(0, 2, (5, t.ctx.num_pdfs))
+    cfg = DecoderConfig(acoustic_scale=1.0, transition_scale=0.3, word_penalty=0.2, **EXACT)
+    paths = brute_force(real_graph, scores, t.trans.log_probs, cfg)
+    res = Decoder(real_graph, t.trans.log_probs, cfg).decode(scores)
+    assert res.cost == pytest.approx(paths[0][0], abs=1e-4)
+    assert res.word_ids == paths[0][2]
+
+
+def test_parallel_jobs_match_one_job(real_graph, tiny_mono):
+    t = tiny_mono
+    rng = np.random.default_rng(8)
+    scores = {f"u{k:02d}": rng.normal(0, 2, (int(rng.integers(4, 30)), t.ctx.num_pdfs)) for k in range(12)}
+    cfg = DecoderConfig(acoustic_scale=0.5)
+    one = decode_scores(real_graph, t.trans.log_probs, scores, cfg, nj=1)
+    two = decode_scores(real_graph, t.trans.log_probs, scores, cfg, nj=2)
+    assert sorted(one) == sorted(two) == sorted(scores)
+    for u in scores:
+        assert one[u].word_ids == two[u].word_ids and one[u].cost == two[u].cost
+        np.testing.assert_array_equal(one[u].lattice.src, two[u].lattice.src)
+        np.testing.assert_array_equal(one[u].lattice.graph_cost, two[u].lattice.graph_cost)
+
+
+def test_graph_file_round_trip_and_damage(real_graph, tmp_path):
+    real_graph.save(tmp_path / "graph.npz")
+    back = DecodingGraph.load(tmp_path / "graph.npz")
+    for name in ("arc_start", "ilabel", "olabel", "weight", "dst", "final", "label_tid", "label_pdf", "eps_rank"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(real_graph, name))
+    data = dict(np.load(tmp_path / "graph.npz"))
+    data["dst"] = data["dst"] + 1000
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(AsrError, match="damaged"):
+        DecodingGraph.load(tmp_path / "bad.npz")
+
+
+def test_words_without_pronunciation(tiny_mono, tmp_path, caplog):
+    t = tiny_mono
+    write_unigram_arpa(tmp_path / "G.arpa", ["X", "Y", "ZED"])
+    lm = lm_to_automaton(read_arpa(tmp_path / "G.arpa"))
+    g = compile_graph(t.lex, t.words, t.phones, lm, t.trans, t.ctx)
+    assert "ZED" in caplog.text and set(g.olabel[g.olabel > 0]) == {t.words.id("X"), t.words.id("Y")}
+    write_unigram_arpa(tmp_path / "G2.arpa", ["ZED"])
+    with pytest.raises(AsrError, match="no LM word has a pronunciation"):
+        compile_graph(t.lex, t.words, t.phones, lm_to_automaton(read_arpa(tmp_path / "G2.arpa")), t.trans, t.ctx)

@@ -189,7 +189,7 @@ def _model_file_cases(kind: str):
 @FUZZ
 @given(kind=st.sampled_from(["dnn", "gmm"]), data=st.data())
 def test_model_dir_loader_gives_a_model_or_our_error(model_dirs, kind: str, data) -> None:
-    from asr.decode.run import load_model
+    from asr.acoustic import load_model
 
     name = data.draw(_model_file_cases(kind))
     d = _tmp()

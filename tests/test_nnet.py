@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
+from asr.decode.config import DecoderConfig
+from asr.decode.decoder import Decoder
 from asr.features import FeatureConfig, FeaturePipeline, splice_frames
 from asr.graph.compile import compile_graph
 from asr.lang.arpa import LmAutomaton
@@ -198,10 +199,10 @@ def test_model_dir_reloads_and_decodes_identically(tiny_system, tmp_path):
     again = DnnHmm.load(tmp_path / "dnn")
     x = np.random.default_rng(1).normal(size=(30, 4)).astype(np.float32)
     np.testing.assert_array_equal(model.scores(x), again.scores(x))
-    dec = ViterbiDecoder(graph, model.trans.log_probs, DecoderConfig(acoustic_scale=1.0))
+    dec = Decoder(graph, model.trans.log_probs, DecoderConfig(acoustic_scale=1.0))
     a, b = dec.decode(model.scores(x)), dec.decode(again.scores(x))
-    assert [w.word for w in a.words] == [w.word for w in b.words] and a.cost == b.cost
-    assert (a.states == b.states).all()
+    assert a.word_ids == b.word_ids and a.cost == b.cost
+    assert (a.tids == b.tids).all()
 
 
 def test_ensemble_averages_posteriors(tiny_system):

@@ -90,7 +90,7 @@ def test_a_real_checkpoint_still_resumes(tmp_path: Path) -> None:
 
 
 def test_a_file_name_ending_in_a_pipe_is_a_path_not_a_command(tmp_path: Path) -> None:
-    from asr.decode.run import features_for_files
+    from asr.acoustic import features_for_files
 
     marker = tmp_path / "y"
     name = f"x; touch {marker} |"
@@ -280,7 +280,7 @@ def test_empty_model_specs_and_references(tmp_path: Path) -> None:
 
 
 def test_decoder_options_from_files_are_checked_too() -> None:
-    from asr.decode.viterbi import DecoderConfig
+    from asr.decode.config import DecoderConfig
 
     for bad in ({"beam": 0}, {"beam": float("nan")}, {"max_active": 0}, {"acoustic_scale": "x"},
                 {"word_penalty": float("inf")}):

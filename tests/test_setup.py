@@ -90,15 +90,29 @@ def test_a_torchaudio_that_does_not_load_is_one_line_saying_what_to_install(tmp_
     assert "compiled extension does not load" in run.stderr
 
 
+def _imports(path: Path) -> list[str]:
+    """Every module a source file imports (at the top or inside functions)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_only_the_backend_module_imports_torchaudio() -> None:
-    importers = []
-    for path in sorted((ROOT / "asr").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n == "torchaudio" or n.startswith("torchaudio.") for n in names):
-                importers.append(path.relative_to(ROOT).as_posix())
+    importers = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "asr").rglob("*.py"))
+                 if any(n == "torchaudio" or n.startswith("torchaudio.") for n in _imports(path))]
     assert sorted(set(importers)) == ["asr/backend.py"]
+
+
+def test_decoding_graphs_and_alignment_see_models_only_through_the_acoustic_interface() -> None:
+    """asr.decode, asr.graph and asr.hmm never import the model packages (asr.acoustic's
+    registry loads them by name), so the lower layers do not depend on the higher ones."""
+    offenders = []
+    for pkg in ("decode", "graph", "hmm"):
+        for path in sorted((ROOT / "asr" / pkg).rglob("*.py")):
+            bad = [n for n in _imports(path) if n.split(".")[:2] in (["asr", "gmm"], ["asr", "nnet"])]
+            offenders += [f"{path.relative_to(ROOT).as_posix()}: {n}" for n in bad]
+    assert offenders == []

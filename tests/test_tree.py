@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from asr.decode.viterbi import DecoderConfig, ViterbiDecoder
+from asr.decode.config import DecoderConfig
+from asr.decode.decoder import Decoder
 from asr.graph.compile import compile_graph
 from asr.hmm.align import align_utterances
 from asr.hmm.align_graph import build_align_graph
@@ -213,10 +214,10 @@ def test_two_word_graph_expands_cross_word_contexts(tiny):
         plan = [ctx.pdf_of(l, p, r, s) for l, p, r in seq for s in range(2)]
         scores = np.full((len(plan), ctx.num_pdfs), -100.0)
         scores[np.arange(len(plan)), plan] = 0.0
-        res = ViterbiDecoder(g, trans.log_probs, DecoderConfig(acoustic_scale=1.0)).decode(scores)
+        res = Decoder(g, trans.log_probs, DecoderConfig(acoustic_scale=1.0)).decode(scores)
         assert res.reached_final
-        assert g.node_pdf[res.states].tolist() == plan
-        assert [words.sym(w.word) for w in res.words] == ["AB", "C"]
+        assert res.pdfs.tolist() == plan
+        assert [words.sym(w) for w in res.word_ids] == ["AB", "C"]
         assert res.cost < 20  # no frame paid the -100 of a wrong pdf
 
 
@@ -232,11 +233,11 @@ def test_decoding_graph_and_alignment_graph_agree(tiny):
     ag = build_align_graph(sentence, lex, phones, trans, ctx, "SIL", sil_prob=0.3)
     rng = np.random.default_rng(5)
     scores = rng.normal(0, 3, size=(30, ctx.num_pdfs))
-    res = ViterbiDecoder(g, trans.log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=1.0, beam=1e9,
+    res = Decoder(g, trans.log_probs, DecoderConfig(acoustic_scale=1.0, transition_scale=1.0, beam=1e9,
                                                           max_active=10**9)).decode(scores)
     import torch
 
     ali = align_utterances({"u": ag}, lambda u, gr: torch.from_numpy(scores[:, gr.pdf]).float(), trans.log_probs,
                            1.0, num_frames={"u": 30})["u"]
     assert res.cost == pytest.approx(-ali.score, abs=1e-3)
-    assert g.node_pdf[res.states].tolist() == ag.pdf[ali.states].tolist()
+    assert res.pdfs.tolist() == ag.pdf[ali.states].tolist()

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from asr.decode.ctc_search import greedy_search, prefix_beam_nbest
-from asr.decode.run import features_for_files, frame_shift_s, load_model, write_decode_outputs
+from asr.acoustic import features_for_files, frame_shift_s, load_model
+from asr.decode.run import write_decode_outputs
 from asr.features import load_features
 from asr.score import ErrorCounts, read_text, score_texts
 from asr.utils import AsrError, ensure_dir

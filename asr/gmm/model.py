@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.hmm.topology import TransitionModel
@@ -47,6 +47,10 @@ class GmmHmm:
         """(T, num_pdfs) log-likelihoods of (T, D) pipeline-transformed features."""
         with torch.no_grad():
             return self.gmm.log_likelihoods(feats).numpy()
+
+    def pdf_scores(self, feats: np.ndarray, pdfs: np.ndarray) -> torch.Tensor:
+        """(T, len(pdfs)) log-likelihoods of some pdfs only (alignment needs few of them)."""
+        return self.gmm.log_likelihoods(feats, pdfs)
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.datadir import DataDir
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em

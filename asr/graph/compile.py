@@ -1,40 +1,37 @@
-"""Static decoding graph from lexicon + LM + HMM (our HCLG), compiled once per model.
+"""HCLG with OpenFst, as Kaldi's mkgraph.sh builds it.
 
-Context dependency is cross-word, as in training: a phone's pdfs depend on the phone
-before and after it even across word boundaries (the same contexts the alignment graphs
-see, so a triphone model is decoded with the contexts it was trained on). Layout, for
-every LM history state h:
+    LG   = min(det(L o G))                    L with disambiguation symbols, G from the LM
+    CLG  = C o LG                             cross-word context (kaldifst.compose_context)
+    HCLG = min(rmdisambig(det(H o CLG)))      H: each context window's HMM
 
-    C(h, l, r)  "next comes a word starting with phone r, after phone l"   (non-emitting)
-    C(h, l, r) --word w (first phone r), LM cost--> E(w, h', left group of l)
-    E --first phone of w in context l--> ... --last phone in context r'--> continuation
-    continuation of (h', last phone p, right context r'):
-        r' = SIL:          silence HMM of h' (cost -log p_sil), then C(h', SIL, *) or final
-        r' = 0 (the end):  F(h'), final with the LM's cost of </s> (cost -log(1-p_sil))
-        r' = a phone:      C(h', p, r') (cost -log(1-p_sil))
-    C(h, l, r) and F(h) have epsilon back-off arcs to the shorter history.
+One graph path serves every model: monophone (context width 1), triphone (width 3,
+central position 1) and CTC (width 3 too, because a token followed by the same token
+must pass through blank, which depends on the next phone; see ``asr.hmm.ctc_topology``).
 
-Copies of a word's first (last) phone are made only per *group* of left (right)
-contexts that the tree maps to different pdfs, so the graph grows with the number of
-distinct tied states, not with the phone set squared. Silence is context-independent
-(its tree roots are not split). A monophone model is the special case where every
-context is the wildcard 0: one C(h) per LM state and no copies. The C nodes number
-LM states x word-final phones x word-initial phones, which suits the task-sized LMs
-here (unigram / small n-gram); a large n-gram LM would want an on-the-fly composition.
+Input labels of HCLG are *graph labels*: 1..num_labels, each one (transition id, pdf)
+pair, where the pdf is that of the HMM state the transition leaves (Kaldi's convention:
+a frame is consumed on the way out of a state). 0 is epsilon. Output labels are word ids.
+Arc weights hold the LM and silence costs; transition log-probabilities are looked up
+per label at decode time (``label_tid``), so the transition scale stays a decode option.
 
-Emitting nodes are HMM states: an arc *into* one consumes a frame with that node's
-pdf. Epsilon arcs never form cycles, so the decoder handles them level by level.
+Where this departs from Kaldi, and why: H carries the HMM self-loops *before*
+determinization (Kaldi adds them afterwards with add-self-loops). Determinization is a
+little slower on the larger machine, but no transition-state bookkeeping is needed
+afterwards; the result accepts the same paths with the same weights.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numba
 import numpy as np
 
+from asr.graph.fst import Fst
+from asr.graph.lang_fst import grammar_fst, lexicon_fst
 from asr.hmm.topology import TransitionModel
 from asr.lang.arpa import LmAutomaton
 from asr.lang.lexicon import Lexicon, SymbolTable
@@ -45,41 +42,43 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DecodingGraph:
-    """Arrays of the graph; arcs are sorted by source state.
+    """HCLG as arrays, plus what the decoder needs to score its labels.
 
     Attributes:
         start: start state.
-        final_cost: (N,) cost of ending in a state (inf: not final).
-        node_pdf: (N,) pdf of an emitting state, -1 for non-emitting ones.
-        node_phone: (N,) phone id of an emitting state, 0 otherwise.
-        node_word: (N,) word id whose pronunciation the state belongs to, 0 for silence.
-        arc_src, arc_dst: (E,) endpoints.
-        arc_tid: (E,) HMM transition id on the arc, -1 for none.
-        arc_word: (E,) output word id, 0 for none.
-        arc_graph_cost: (E,) pronunciation / silence cost.
-        arc_lm_cost: (E,) language-model cost.
+        final: (N,) float32 final cost (+inf: not final).
+        arc_start: (N + 1,) int64 CSR offsets; arcs of a state are contiguous.
+        ilabel: (E,) int32 graph label (0 = epsilon: consumes no frame).
+        olabel: (E,) int32 word id (0 = none).
+        weight: (E,) float32 graph cost (LM, pronunciation and silence costs).
+        dst: (E,) int32 destination state.
+        label_tid: (num_labels + 1,) int32 transition id of each label (-1 for label 0).
+        label_pdf: (num_labels + 1,) int32 pdf scored by each label (-1 for label 0).
+        eps_rank: (N,) int32 rank of each state in an order where every epsilon arc goes
+            forward (the decoder expands a frame's epsilon arcs in this order, so each
+            token is expanded once, after all its epsilon predecessors).
+        model_fingerprint: asr.model_dir.fingerprint() of the model the graph is for.
     """
 
     start: int
-    final_cost: np.ndarray
-    node_pdf: np.ndarray
-    node_phone: np.ndarray
-    node_word: np.ndarray
-    arc_src: np.ndarray
-    arc_dst: np.ndarray
-    arc_tid: np.ndarray
-    arc_word: np.ndarray
-    arc_graph_cost: np.ndarray
-    arc_lm_cost: np.ndarray
-    model_fingerprint: str = ""  # asr.model_dir.fingerprint() of the model compiled for
+    final: np.ndarray
+    arc_start: np.ndarray
+    ilabel: np.ndarray
+    olabel: np.ndarray
+    weight: np.ndarray
+    dst: np.ndarray
+    label_tid: np.ndarray
+    label_pdf: np.ndarray
+    eps_rank: np.ndarray
+    model_fingerprint: str = ""
 
     @property
     def num_states(self) -> int:
-        return len(self.node_pdf)
+        return len(self.final)
 
     @property
     def num_arcs(self) -> int:
-        return len(self.arc_src)
+        return len(self.dst)
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
@@ -93,199 +92,178 @@ class DecodingGraph:
             raise AsrError(f"missing decoding graph {path}; run the graph stage (asr mkgraph)")
         try:
             with np.load(path, allow_pickle=False) as z:
-                d = {f.name: z[f.name] for f in fields(cls) if f.name in z or f.name != "model_fingerprint"}
+                d = {f.name: z[f.name] for f in fields(cls)}
         except KeyError as e:
-            raise AsrError(f"{path}: not a decoding graph (no {e.args[0]!r} array)") from None
+            raise AsrError(f"{path}: not a decoding graph of this asr version (no {e.args[0]!r} array); "
+                           "rerun asr mkgraph") from None
         except Exception as e:  # truncated zip, not a zip, pickled objects
             raise AsrError(f"{path}: not a readable decoding graph ({one_line(e)})") from None
         d["start"] = int(d["start"])
-        d["model_fingerprint"] = str(d.get("model_fingerprint", ""))
+        d["model_fingerprint"] = str(d["model_fingerprint"])
         graph = cls(**d)
         graph._check(path)
         return graph
 
     def _check(self, path: Path) -> None:
         """Shapes and indices consistent, so a damaged file fails here, not as an IndexError."""
-        n, e = self.num_states, self.num_arcs
-        ok = (len(self.final_cost) == n and len(self.node_phone) == n and len(self.node_word) == n
-              and all(len(getattr(self, a)) == e for a in ("arc_dst", "arc_tid", "arc_word", "arc_graph_cost",
-                                                          "arc_lm_cost"))
-              and 0 <= self.start < n and (e == 0 or (self.arc_src.min() >= 0 and self.arc_src.max() < n
-                                                      and self.arc_dst.min() >= 0 and self.arc_dst.max() < n)))
+        n, e, nl = self.num_states, self.num_arcs, len(self.label_tid)
+        ok = (len(self.arc_start) == n + 1 and len(self.eps_rank) == n and self.arc_start[0] == 0
+              and self.arc_start[-1] == e and bool(np.all(np.diff(self.arc_start) >= 0))
+              and all(len(getattr(self, a)) == e for a in ("ilabel", "olabel", "weight"))
+              and len(self.label_pdf) == nl and 0 <= self.start < n
+              and (e == 0 or (self.dst.min() >= 0 and self.dst.max() < n
+                              and self.ilabel.min() >= 0 and self.ilabel.max() < nl)))
         if not ok:
             raise AsrError(f"{path}: damaged decoding graph (inconsistent arrays); rerun asr mkgraph")
 
 
-class _Builder:
-    def __init__(self, trans: TransitionModel, ctx) -> None:
-        self.trans, self.ctx = trans, ctx
-        self.pdf: list[int] = []
-        self.phone: list[int] = []
-        self.word: list[int] = []
-        self.arcs: list[tuple[int, int, int, int, float, float]] = []
+# -- H ---------------------------------------------------------------------------------------
+def _h_fst(windows: list[list[int]], trans: TransitionModel, ctx, central: int) -> tuple[Fst, np.ndarray, np.ndarray, int]:
+    """H: graph labels -> context windows (CLG's input labels), self-loops included.
 
-    def node(self, pdf: int = -1, phone: int = 0, word: int = 0) -> int:
-        self.pdf.append(pdf)
-        self.phone.append(phone)
-        self.word.append(word)
-        return len(self.pdf) - 1
+    Returns (H, label_tid, label_pdf, num_labels); labels above ``num_labels`` are H's
+    disambiguation symbols (one per disambiguation window), removed after determinization.
+    """
+    needs_separator = getattr(ctx, "needs_separator", None)
+    label_of: dict[tuple[int, int], int] = {}
+    src, dst, il, ol = [], [], [], []
+    n = 1  # state 0: start and final; each window's HMM states follow
+    disambig_windows = []
+    for k, win in enumerate(windows):
+        if k == 0:
+            continue  # epsilon
+        if len(win) <= 1 and (not win or win[0] <= 0):
+            disambig_windows.append(k)  # [0] is compose_context's "#-1", [-x] a phone #x
+            continue
+        phone = win[central]
+        left = win[central - 1] if central > 0 else 0
+        right = win[central + 1] if central + 1 < len(win) else 0
+        if phone not in trans.topo.phone_topo:
+            raise AsrError(f"phone {phone} of the lexicon has no HMM in the model's topology")
+        num = trans.topo.num_states(phone)
+        pdfs = [ctx.pdf_of(left, phone, right, s) for s in range(num)]
+        first = n
+        n += num
+        src.append(0), dst.append(first), il.append(0), ol.append(k)
+        separate = needs_separator is not None and right > 0 and needs_separator(phone, right)
+        for s in range(num):
+            for tid, d in trans.arcs(trans.tstate(phone, s)):
+                if d == num and separate and pdfs[s] != 0:
+                    continue  # CTC: the same token again must come after a blank
+                lab = label_of.setdefault((tid, pdfs[s]), len(label_of) + 1)
+                src.append(first + s), dst.append(first + d if d < num else 0), il.append(lab), ol.append(0)
+    num_labels = len(label_of)
+    for m, k in enumerate(disambig_windows):
+        src.append(0), dst.append(0), il.append(num_labels + 1 + m), ol.append(k)
+    label_tid = np.full(num_labels + 1, -1, dtype=np.int32)
+    label_pdf = np.full(num_labels + 1, -1, dtype=np.int32)
+    for (tid, pdf), lab in label_of.items():
+        label_tid[lab], label_pdf[lab] = tid, pdf
+    h = Fst.from_arcs(n, 0, src, dst, il, ol, np.zeros(len(src)), {0: 0.0})
+    return h, label_tid, label_pdf, num_labels
 
-    def arc(self, src: int, dst: int, tid: int = -1, word: int = 0, graph: float = 0.0, lm: float = 0.0) -> None:
-        self.arcs.append((src, dst, tid, word, graph, lm))
 
-    def pdfs(self, left: int, phone: int, right: int) -> tuple[int, ...]:
-        return tuple(self.ctx.pdf_of(left, phone, right, s) for s in range(self.trans.topo.num_states(phone)))
+# -- the pipeline ------------------------------------------------------------------------------
+def _det_min(fst, what: str, use_log: bool = True):
+    import kaldifst
 
-    def phone_hmm(self, left: int, phone: int, right: int, word: int = 0) -> tuple[int, list[tuple[int, int]]]:
-        """Emitting nodes of one phone in context: (first node, [(exit node, exit tid)])."""
-        nodes = [self.node(pdf, phone, word) for pdf in self.pdfs(left, phone, right)]
-        internal, exits = self.trans.phone_arcs(phone)
-        for s, d, tid in internal:
-            self.arc(nodes[s], nodes[d], tid=tid)
-        return nodes[0], [(nodes[s], tid) for s, tid in exits]
+    t0 = time.time()
+    if kaldifst.determinize_star(fst, use_log=use_log):
+        raise AsrError(f"determinization of {what} stopped early")
+    kaldifst.minimize_encoded(fst)
+    log.info("%s: %d states after det+min (%.1f s)", what, fst.num_states, time.time() - t0)
+    return fst
 
 
-def _group(labels: list[int], signature) -> list[list[int]]:
-    """Partition ``labels`` by ``signature(label)`` (contexts the tree cannot tell apart)."""
-    groups: dict = {}
-    for lab in labels:
-        groups.setdefault(signature(lab), []).append(lab)
-    return list(groups.values())
+def _compose(a, b, what: str):
+    import kaldifst
+
+    kaldifst.arcsort(a, sort_type="olabel")
+    kaldifst.arcsort(b, sort_type="ilabel")
+    out = kaldifst.compose(a, b)
+    if out.num_states == 0:
+        raise AsrError(f"{what} is empty: no path of the lexicon and LM survives the composition")
+    return out
 
 
 def compile_graph(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, lm: LmAutomaton,
                   trans: TransitionModel, ctx, silence_phone: str = "SIL", sil_prob: float = 0.5) -> DecodingGraph:
-    """Build the decoding graph for a model (see the module docstring for its shape)."""
-    b = _Builder(trans, ctx)
-    sil = phones.id(silence_phone)
-    if not ctx.context_independent(sil):
-        raise AsrError(f"silence phone {silence_phone} must be context-independent to be decoded")
-    cost_sil, cost_nosil = -math.log(sil_prob), -math.log1p(-sil_prob)
-    skipped = sorted({w for _, w, _, _ in lm.word_arcs if w not in lexicon or w not in words})
+    """Build HCLG for a model (see the module docstring)."""
+    import kaldifst
+
+    t0 = time.time()
+    lm_words = sorted({w for _, w, _, _ in lm.word_arcs})
+    skipped = [w for w in lm_words if w not in lexicon or w not in words]
     if skipped:
         log.warning("%d LM word(s) have no pronunciation and are left out of the graph: %s",
                     len(skipped), " ".join(skipped[:20]))
-    prons = {w: [[phones.id(p) for p in pron] for pron in lexicon.prons[w]]
-             for _, w, _, _ in lm.word_arcs if w not in skipped}
-    if not prons:
+    vocabulary = [w for w in lm_words if w in lexicon and w in words]
+    if not vocabulary:
         raise AsrError("no LM word has a pronunciation in the lexicon: the graph would be empty")
-    wide = ctx.context_width > 1
-    needs_separator = getattr(ctx, "needs_separator", None)
+    if silence_phone not in phones:
+        raise AsrError(f"silence phone {silence_phone} is not in the phone table")
+    L, dis = lexicon_fst(lexicon, words, phones, vocabulary, silence_phone, sil_prob)
+    G = grammar_fst(lm, words, dis, set(vocabulary))
+    LG = _det_min(_compose(L.to_kaldifst(), G.to_kaldifst(), "L o G"), "LG")
+    width = int(ctx.context_width)
+    central = 1 if width == 3 else 0
+    if width not in (1, 3):
+        raise AsrError(f"context width {width} is not supported (1 or 3)")
+    CLG, windows = kaldifst.compose_context(dis.phone_labels, width, central, LG)
+    H, label_tid, label_pdf, num_labels = _h_fst(windows, trans, ctx, central)
+    hclg = _compose(H.to_kaldifst(), CLG, "H o CLG")
+    if kaldifst.determinize_star(hclg, use_log=True):
+        raise AsrError("determinization of HCLG stopped early")
+    arrays = Fst.from_kaldifst(hclg, "HCLG")
+    arrays.ilabel[arrays.ilabel > num_labels] = 0  # H's disambiguation symbols become epsilon
+    hclg = arrays.to_kaldifst()
+    kaldifst.minimize_encoded(hclg)
+    kaldifst.connect(hclg)
+    g = Fst.from_kaldifst(hclg, "HCLG")
+    graph = DecodingGraph(start=g.start, final=g.final, arc_start=g.arc_start, ilabel=g.ilabel, olabel=g.olabel,
+                          weight=g.weight, dst=g.dst, label_tid=label_tid, label_pdf=label_pdf,
+                          eps_rank=epsilon_rank(g.arc_start, g.ilabel, g.dst))
+    log.info("HCLG: %d states, %d arcs, %d graph labels, %d words, context width %d (%.1f s)",
+             graph.num_states, graph.num_arcs, num_labels, len(vocabulary), width, time.time() - t0)
+    return graph
 
-    def exits_to(exits: list[tuple[int, int]], prev: int, nxt: int) -> list[tuple[int, int]]:
-        """Exits of phone ``prev`` that may lead straight into phone ``nxt``: all of them, except
-        that a CTC model must pass through blank (pdf 0) between two equal tokens."""
-        if needs_separator is None or nxt in (0, sil) or not needs_separator(prev, nxt):
-            return exits
-        return [(n, tid) for n, tid in exits if b.pdf[n] == 0]
 
-    # Context labels: real phone ids for a context-dependent model, the wildcard 0 otherwise.
-    if wide:
-        firsts = sorted({p[0] for ps in prons.values() for p in ps})
-        lefts = sorted({p[-1] for ps in prons.values() for p in ps} | {sil, 0})
-        rights = firsts + [sil, 0]
-    else:
-        firsts, lefts, rights = [0], [0], [0]
-    label = (lambda p: p) if wide else (lambda p: 0)
-    H = lm.num_states
-    C = {(h, l, r): b.node() for h in range(H) for l in lefts for r in firsts}
-    F = [b.node() for _ in range(H)]
-    sil_entry = [b.node() for _ in range(H)]
+def epsilon_rank(arc_start: np.ndarray, ilabel: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(N,) rank of each state in a topological order of the epsilon arcs (an AsrError on a cycle)."""
+    rank = _eps_rank(arc_start, ilabel, dst)
+    if rank[0] < 0 and len(rank):
+        raise AsrError("decoding graph has an epsilon cycle")
+    return rank
 
-    def continuations(h: int, last: int, right: int) -> list[tuple[int, float]]:
-        """Where a word ending in ``last`` goes when followed by context ``right``."""
-        out = []
-        if not wide or right == sil:
-            out.append((sil_entry[h], cost_sil))
-        if not wide or right == 0:
-            out.append((F[h], cost_nosil))
-        if not wide or right not in (sil, 0):
-            out.append((C[(h, label(last), right)], cost_nosil))
-        return out
 
-    for h in range(H):  # optional silence, context-independent
-        first, exits = b.phone_hmm(0, sil, 0)
-        b.arc(sil_entry[h], first)
-        after = [C[(h, label(sil), r)] for r in firsts] + [F[h]]
-        for n, tid in exits:
-            for dst in after:
-                b.arc(n, dst, tid=tid)
-    for src, dst, cost in lm.backoff_arcs:
-        for l in lefts:
-            for r in firsts:
-                b.arc(C[(src, l, r)], C[(dst, l, r)], lm=cost)
-        b.arc(F[src], F[dst], lm=cost)
-    start = b.node()
-    b.arc(start, sil_entry[lm.start], graph=cost_sil)
-    for r in firsts:
-        b.arc(start, C[(lm.start, 0, r)], graph=cost_nosil)
-
-    def word_entries(wid: int, h: int, pron: list[int]) -> dict[int, int]:
-        """Emitting states of one pronunciation ending in LM state h: left label -> entry node."""
-        entry: dict[int, int] = {}
-        last = pron[-1]
-        if len(pron) == 1:
-            p = pron[0]
-            for lgroup in _group(lefts, lambda l: tuple(b.pdfs(l, p, r) for r in rights)):
-                e = b.node()
-                for l in lgroup:
-                    entry[l] = e
-                for rgroup in _group(rights, lambda r: b.pdfs(lgroup[0], p, r)):
-                    first, exits = b.phone_hmm(lgroup[0], p, rgroup[0], wid)
-                    b.arc(e, first)
-                    for r in rgroup:
-                        for n, tid in exits_to(exits, p, r):
-                            for dst, c in continuations(h, last, r):
-                                b.arc(n, dst, tid=tid, graph=c)
-            return entry
-        merge = b.node()
-        for lgroup in _group(lefts, lambda l: b.pdfs(l, pron[0], pron[1])):
-            e = b.node()
-            for l in lgroup:
-                entry[l] = e
-            first, exits = b.phone_hmm(lgroup[0], pron[0], pron[1], wid)
-            b.arc(e, first)
-            for n, tid in exits_to(exits, pron[0], pron[1]):
-                b.arc(n, merge, tid=tid)
-        prev = [(merge, -1)]
-        for k in range(1, len(pron) - 1):
-            first, exits = b.phone_hmm(pron[k - 1], pron[k], pron[k + 1], wid)
-            for n, tid in prev:
-                b.arc(n, first, tid=tid)
-            prev = exits_to(exits, pron[k], pron[k + 1])
-        for rgroup in _group(rights, lambda r: b.pdfs(pron[-2], last, r)):
-            first, exits = b.phone_hmm(pron[-2], last, rgroup[0], wid)
-            for n, tid in prev:
-                b.arc(n, first, tid=tid)
-            for r in rgroup:
-                for n, tid in exits_to(exits, last, r):
-                    for dst, c in continuations(h, last, r):
-                        b.arc(n, dst, tid=tid, graph=c)
-        return entry
-
-    entries: dict[tuple[int, int, int], dict[int, int]] = {}
-    for src, word, dst, cost in lm.word_arcs:
-        if word in skipped:
-            continue
-        wid = words.id(word)
-        for k, pron in enumerate(prons[word]):
-            if (wid, dst, k) not in entries:
-                entries[(wid, dst, k)] = word_entries(wid, dst, pron)
-            for l in lefts:
-                b.arc(C[(src, l, label(pron[0]))], entries[(wid, dst, k)][l], word=wid, lm=cost)
-    final = np.full(len(b.pdf), np.inf)
-    for h, c in lm.final_costs.items():
-        final[F[h]] = c
-    arcs = sorted(b.arcs, key=lambda a: a[0])
-    cols = list(zip(*arcs))
-    g = DecodingGraph(
-        start=start, final_cost=final,
-        node_pdf=np.array(b.pdf, dtype=np.int64), node_phone=np.array(b.phone, dtype=np.int64),
-        node_word=np.array(b.word, dtype=np.int64),
-        arc_src=np.array(cols[0], dtype=np.int64), arc_dst=np.array(cols[1], dtype=np.int64),
-        arc_tid=np.array(cols[2], dtype=np.int64), arc_word=np.array(cols[3], dtype=np.int64),
-        arc_graph_cost=np.array(cols[4]), arc_lm_cost=np.array(cols[5]))
-    log.info("decoding graph: %d states (%d emitting), %d arcs, %d LM states, %d words%s",
-             g.num_states, int((g.node_pdf >= 0).sum()), g.num_arcs, lm.num_states, len(prons),
-             ", cross-word context" if wide else "")
-    return g
+@numba.njit(cache=True)
+def _eps_rank(arc_start, ilabel, dst):
+    n = len(arc_start) - 1
+    indeg = np.zeros(n, dtype=np.int64)
+    for a in range(len(dst)):
+        if ilabel[a] == 0:
+            indeg[dst[a]] += 1
+    order = np.empty(n, dtype=np.int64)
+    head = 0
+    tail = 0
+    for s in range(n):
+        if indeg[s] == 0:
+            order[tail] = s
+            tail += 1
+    while head < tail:
+        s = order[head]
+        head += 1
+        for a in range(arc_start[s], arc_start[s + 1]):
+            if ilabel[a] == 0:
+                d = dst[a]
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    order[tail] = d
+                    tail += 1
+    rank = np.empty(n, dtype=np.int32)
+    if tail < n:
+        rank[:] = -1
+        return rank
+    for i in range(n):
+        rank[order[i]] = i
+    return rank

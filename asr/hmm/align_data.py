@@ -11,10 +11,10 @@ import torch
 
 from asr.datadir import DataDir
 from asr.features import load_features
-from asr.gmm.model import GmmHmm
 from asr.hmm.align import Alignment, align_utterances
 from asr.hmm.align_graph import AlignGraph, build_align_graph
-from asr.hmm.alignments import segments, tree_fingerprint, write_alignments, write_ctm
+from asr.acoustic import features_for_files, frame_shift_s, load_model, pdf_scores
+from asr.hmm.alignments import segments, to_seconds, tree_fingerprint, write_alignments, write_ctm
 from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,7 @@ class Aligner:
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        if isinstance(self.model, GmmHmm):
-            ll = self.model.gmm.log_likelihoods(self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
-        else:
-            ll = torch.from_numpy(self.model.scores(self.feats[utt])).float()[:, torch.from_numpy(pdfs[inverse])]
+        ll = pdf_scores(self.model, self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
         if self.boost_silence != 1.0:
             # Boost by graph state, not by pdf: right whatever context the pdfs depend on.
             ll[:, torch.from_numpy(g.phone == self.sil_phone)] += math.log(self.boost_silence)
@@ -75,11 +72,6 @@ def frame_spans(model, g: AlignGraph, a: Alignment, words: list[str]) -> dict[st
             "phones": [(model.phones.sym(p), b, e) for p, b, e in segments(g.phone[a.states], starts)]}
 
 
-def to_seconds(spans: dict[str, list[tuple[str, int, int]]], shift: float) -> dict[str, list[tuple[str, float, float]]]:
-    """Frame intervals as ``(label, start s, end s)``."""
-    return {name: [(lab, b * shift, (e + 1) * shift) for lab, b, e in t] for name, t in spans.items()}
-
-
 def check_vocabulary(words: list[str], lexicon, what: str) -> None:
     """One error naming every out-of-vocabulary word of a transcript."""
     oov = sorted({w for w in words if w not in lexicon})
@@ -91,8 +83,6 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
                 ) -> tuple[dict[str, list[tuple[str, float, float]]], float]:
     """Force-align one audio file to its transcript: tiers ("words" and "phones", or "tokens"
     for a CTC model) in seconds, and the duration."""
-    from asr.decode.run import features_for_files, frame_shift_s, load_model
-
     opts = opts or {}
     if not words:
         raise AsrError(f"{audio}: the transcript is empty; give the words spoken, in quotes")
@@ -100,10 +90,8 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
     check_vocabulary(words, model.lexicon, audio)
     feats = features_for_files(model, [audio])
     duration = len(feats[audio]) * model.feature.frame_shift_ms / 1000
-    if getattr(model, "kind", None) == "ctc":
-        from asr.nnet.ctc_align import ctc_spans
-
-        return to_seconds(ctc_spans(model, feats[audio], words, audio), frame_shift_s(model)), duration
+    if hasattr(model, "align_spans"):  # a model with its own forced alignment (CTC)
+        return to_seconds(model.align_spans(feats[audio], words, audio), frame_shift_s(model)), duration
     graphs, alis = _force_align(model, feats, {audio: words}, opts)
     if audio not in alis:
         raise AsrError(f"{audio}: too short for its transcript, or no alignment fits")
@@ -128,8 +116,6 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
 
     Returns utt -> (tiers in seconds, duration) of the aligned utterances.
     """
-    from asr.decode.run import load_model
-
     opts = opts or {}
     model = load_model(model_dir)
     data = DataDir.load(data_dir)

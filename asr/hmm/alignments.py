@@ -108,3 +108,8 @@ def write_ctm(path: str | Path, entries: dict[str, list[tuple[str, int, int]]], 
             for k, (tok, b, e) in enumerate(entries[utt]):
                 conf = f" {confidences[utt][k]:.2f}" if confidences else ""
                 f.write(f"{utt} 1 {b * frame_shift:.2f} {(e - b + 1) * frame_shift:.2f} {tok}{conf}\n")
+
+
+def to_seconds(spans: dict[str, list[tuple[str, int, int]]], shift: float) -> dict[str, list[tuple[str, float, float]]]:
+    """Frame intervals as ``(label, start s, end s)``."""
+    return {name: [(lab, b * shift, (e + 1) * shift) for lab, b, e in t] for name, t in spans.items()}

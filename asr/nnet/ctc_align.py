@@ -15,10 +15,9 @@ from tqdm import tqdm
 
 from asr.datadir import DataDir
 from asr.decode.ctc_search import forced_align
-from asr.decode.run import frame_shift_s, load_model
+from asr.acoustic import frame_shift_s, load_model
 from asr.features import load_features
-from asr.hmm.align_data import to_seconds
-from asr.hmm.alignments import write_ctm
+from asr.hmm.alignments import to_seconds, write_ctm
 from asr.utils import AsrError, ensure_dir
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.ctc_topology import CtcContext, ctc_topology
 from asr.hmm.topology import TransitionModel
@@ -94,6 +94,13 @@ class CtcModel:
         if self.prior_scale and self.log_priors is not None:
             lp = lp - self.prior_scale * self.log_priors
         return lp
+
+    def align_spans(self, feats: np.ndarray, words: list[str], utt: str = "") -> dict[str, list[tuple[str, int, int]]]:
+        """Forced alignment by CTC's own lattice (``asr.nnet.ctc_align.ctc_spans``): word and
+        token spans in frames."""
+        from asr.nnet.ctc_align import ctc_spans
+
+        return ctc_spans(self, feats, words, utt)
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from asr.datadir import AudioReader, DataDir
 from asr.decode.ctc_search import collapse
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import (FeaturePipeline, apply_cmvn, compute_features, load_features, read_feature_config,
                           speaker_cmvn_stats, transform)
 from asr.lang.prepare import Lang

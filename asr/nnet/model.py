@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.decode.viterbi import DecoderConfig
+from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable

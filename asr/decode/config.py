@@ -1,0 +1,41 @@
+"""Decoder options, kept apart from the decoder so model dirs can carry them cheaply."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from asr.utils import AsrError, Config
+
+
+@dataclass
+class DecoderConfig(Config):
+    """Search options (Kaldi's gmm-latgen-faster names and defaults; LMWT = 1 / acoustic_scale)."""
+
+    beam: float = 13.0
+    max_active: int = 7000
+    lattice_beam: float = 8.0
+    acoustic_scale: float = 0.1
+    transition_scale: float = 0.1
+    word_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Options come from flags, recipe TOML and model.json alike: check them once here.
+        for name in ("beam", "lattice_beam", "acoustic_scale", "transition_scale", "word_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise AsrError(f"decoder option {name} must be a finite number, got {value!r}")
+        if self.beam <= 0 or self.acoustic_scale <= 0 or self.lattice_beam < 0:
+            raise AsrError(f"decoder beam and acoustic_scale must be > 0 and lattice_beam >= 0, got "
+                           f"{self.beam}, {self.acoustic_scale} and {self.lattice_beam}")
+        if isinstance(self.max_active, bool) or not isinstance(self.max_active, int) or self.max_active < 1:
+            raise AsrError(f"decoder option max_active must be an integer >= 1, got {self.max_active!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecoderConfig":
+        d = dict(d)
+        if d.get("lm_weight", 1.0) != 1.0:
+            raise AsrError("decoder option lm_weight is gone: the LM weight is 1 / acoustic_scale (LMWT), "
+                           "as in Kaldi")
+        d.pop("lm_weight", None)  # model dirs written before the WFST decoder carry lm_weight = 1
+        return super().from_dict(d)

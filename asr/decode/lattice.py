@@ -1,0 +1,377 @@
+"""State-level lattices: what the decoder saw within the lattice beam, and what follows from it.
+
+A :class:`Lattice` is Kaldi's (non-compact) ``Lattice``: an acyclic weighted transducer
+whose input labels are transition ids + 1 (0 = epsilon, consumes no frame), output labels
+word ids, and whose weights keep the graph cost (LM, pronunciation, transitions) and the
+acoustic cost (-log-score, not scaled) apart. Nodes are numbered in topological order
+(node 0 is the start) and arcs are sorted by source, so every dynamic programme below is
+one pass over the arcs.
+
+From a lattice, without decoding again:
+    * the best path at any LMWT (= 1 / acoustic scale) and word insertion penalty;
+    * arc posteriors (forward-backward in the log semiring) and word confidences;
+    * n-best word sequences (OpenFst: remove epsilons, determinize, n shortest paths).
+
+Text format (:meth:`Lattice.to_text` / :func:`read_lattices`), Kaldi's ``lattice-copy
+--write-compact=false ark,t:``: the utterance id on a line, then one line per arc
+``src dst ilabel olabel graph_cost,acoustic_cost`` and per final node ``node graph,acoustic``,
+then an empty line. Kaldi's tools read it as a lattice archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from asr.utils import AsrError, atomic_open
+
+
+@dataclass
+class Lattice:
+    """Attributes (n nodes, m arcs):
+        final: (n,) float64 graph cost of ending at a node (+inf: not final).
+        src, dst: (m,) int32 arc endpoints (src < dst; sorted by src).
+        ilabel: (m,) int32 transition id + 1 (0: epsilon).
+        olabel: (m,) int32 word id (0: none).
+        graph_cost, acoustic_cost: (m,) float64.
+        pdf: (m,) int32 pdf consumed by each arc (-1: epsilon or unknown); only the
+            decoder's lattices carry it.
+    """
+
+    final: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    ilabel: np.ndarray
+    olabel: np.ndarray
+    graph_cost: np.ndarray
+    acoustic_cost: np.ndarray
+    pdf: np.ndarray | None = None
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.final)
+
+    @property
+    def num_arcs(self) -> int:
+        return len(self.src)
+
+    def arc_costs(self, acoustic_scale: float, word_penalty: float) -> np.ndarray:
+        return self.graph_cost + acoustic_scale * self.acoustic_cost + word_penalty * (self.olabel > 0)
+
+    def best_path(self, acoustic_scale: float, word_penalty: float = 0.0) -> np.ndarray:
+        """Arc indices of the cheapest start-to-final path at these scales."""
+        if self.num_arcs == 0 and not np.isfinite(self.final[0]):
+            raise AsrError("empty lattice: no path reaches a final node")
+        path = _best_path(self.num_nodes, self.src, self.dst, self.arc_costs(acoustic_scale, word_penalty),
+                          self.final)
+        if len(path) == 1 and path[0] < 0:
+            raise AsrError("empty lattice: no path reaches a final node")
+        return path
+
+    def path_cost(self, path: np.ndarray, acoustic_scale: float, word_penalty: float = 0.0) -> float:
+        c = self.arc_costs(acoustic_scale, word_penalty)
+        end = self.dst[path[-1]] if len(path) else 0
+        return float(c[path].sum() + self.final[end])
+
+    def words(self, path: np.ndarray) -> list[int]:
+        return [int(w) for w in self.olabel[path] if w > 0]
+
+    def arc_posteriors(self, acoustic_scale: float, word_penalty: float = 0.0) -> np.ndarray:
+        """(m,) posterior probability of each arc (Kaldi's lattice-arc-post, scale 1/LMWT)."""
+        return _posteriors(self.num_nodes, self.src, self.dst, self.arc_costs(acoustic_scale, word_penalty),
+                           self.final)
+
+    def arc_frames(self) -> np.ndarray:
+        """(m,) frame each arc starts at (the number of frames consumed before it)."""
+        return _node_frames(self.num_nodes, self.src, self.dst, self.ilabel)[self.src]
+
+    def nbest(self, n: int, acoustic_scale: float, word_penalty: float = 0.0) -> list[tuple[list[int], float]]:
+        """The ``n`` best distinct word sequences with their costs, best first.
+
+        A* over (node, words so far) with the exact cost-to-end of each node as the
+        heuristic, paths with the same words into the same node recombined: only
+        hypotheses that can still end among the ``n`` best are ever expanded. (Projecting
+        the state-level lattice on words and determinizing it instead costs time
+        quadratic in the frames between words.)
+        """
+        if n < 1:
+            raise AsrError(f"n-best needs n >= 1, got {n}")
+        cost = self.arc_costs(acoustic_scale, word_penalty)
+        beta = _backward(self.num_nodes, self.src, self.dst, cost, self.final)
+        if not np.isfinite(beta[0]):
+            raise AsrError("empty lattice: no path reaches a final node")
+        first = np.searchsorted(self.src, np.arange(self.num_nodes + 1))
+        src_cost, dst, olabel, final = cost.tolist(), self.dst.tolist(), self.olabel.tolist(), self.final.tolist()
+        beta_l = beta.tolist()
+        best_g: dict[tuple[int, tuple[int, ...]], float] = {(0, ()): 0.0}
+        heap: list[tuple[float, int, int, tuple[int, ...], bool]] = [(beta_l[0], 0, 0, (), False)]
+        out: list[tuple[list[int], float]] = []
+        done: set[tuple[int, ...]] = set()
+        tick = 0
+        while heap and len(out) < n:
+            f, _, node, words, complete = heapq.heappop(heap)
+            if complete:
+                if words not in done:
+                    done.add(words)
+                    out.append((list(words), f))
+                continue
+            g = f - beta_l[node]
+            if g > best_g.get((node, words), math.inf) + 1e-9:
+                continue  # a better path with the same words reached this node first
+            if final[node] < math.inf and words not in done:
+                tick += 1
+                heapq.heappush(heap, (g + final[node], tick, node, words, True))
+            for a in range(first[node], first[node + 1]):
+                d = dst[a]
+                if beta_l[d] == math.inf:
+                    continue
+                nw = words + (olabel[a],) if olabel[a] > 0 else words
+                ng = g + src_cost[a]
+                if ng < best_g.get((d, nw), math.inf) - 1e-12:
+                    best_g[(d, nw)] = ng
+                    tick += 1
+                    heapq.heappush(heap, (ng + beta_l[d], tick, d, nw, False))
+        return out
+
+    def to_text(self, utt: str) -> str:
+        lines = [utt]
+        for a in range(self.num_arcs):
+            lines.append(f"{self.src[a]} {self.dst[a]} {self.ilabel[a]} {self.olabel[a]} "
+                         f"{self.graph_cost[a]:.6g},{self.acoustic_cost[a]:.6g}")
+        for s in np.flatnonzero(np.isfinite(self.final)):
+            lines.append(f"{s} {self.final[s]:.6g},0")
+        return "\n".join(lines) + "\n\n"
+
+
+def write_lattices(path: str | Path, lattices: dict[str, Lattice]) -> None:
+    """Gzipped Kaldi text lattice archive, utterances in sorted order (written atomically)."""
+    with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        for u in sorted(lattices):
+            f.write(lattices[u].to_text(u).encode("utf-8"))
+
+
+def read_lattices(path: str | Path) -> dict[str, Lattice]:
+    """Read an archive written by :func:`write_lattices` (or by Kaldi's ``lattice-copy ark,t:``,
+    gzipped or not). Errors name the file, utterance and line."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise AsrError(f"{path}: not a readable lattice archive ({e})") from None
+    out: dict[str, Lattice] = {}
+    utt, arcs, finals = None, [], {}
+    for no, line in enumerate(text.splitlines() + [""], 1):
+        f = line.split()
+        if not f:
+            if utt is not None:
+                out[utt] = _lattice_from_rows(arcs, finals, f"{path}: {utt}")
+            utt, arcs, finals = None, [], {}
+            continue
+        if utt is None:
+            utt = f[0]
+            continue
+        try:
+            if len(f) == 5:
+                g, a = (float(x) for x in f[4].split(","))
+                arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), g, a))
+            elif len(f) in (1, 2):
+                g, a = (float(x) for x in f[1].split(",")) if len(f) == 2 else (0.0, 0.0)
+                finals[int(f[0])] = g + a
+            else:
+                raise ValueError
+        except ValueError:
+            raise AsrError(f"{path}:{no}: not a lattice line: {line[:80]!r}") from None
+    return out
+
+
+def _lattice_from_rows(arcs: list, finals: dict[int, float], what: str) -> Lattice:
+    """Renumber a lattice read from text into topological order (an AsrError if it has a cycle)."""
+    n = 1 + max([max(a[0], a[1]) for a in arcs] + list(finals) + [0])
+    cols = [np.array([a[k] for a in arcs]) for k in range(6)] if arcs else [np.zeros(0)] * 6
+    src, dst = cols[0].astype(np.int64), cols[1].astype(np.int64)
+    order = _topo_order(n, src, dst)
+    if order is None:
+        raise AsrError(f"{what}: the lattice has a cycle")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    final = np.full(n, np.inf)
+    for s, c in finals.items():
+        final[rank[s]] = c
+    s2, d2 = rank[src], rank[dst]
+    o = np.argsort(s2, kind="stable")
+    return Lattice(final, s2[o].astype(np.int32), d2[o].astype(np.int32), cols[2][o].astype(np.int32),
+                   cols[3][o].astype(np.int32), cols[4][o].astype(np.float64), cols[5][o].astype(np.float64))
+
+
+def _topo_order(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """Kahn's order with the start (0) first; None on a cycle."""
+    indeg = np.bincount(dst, minlength=n)
+    order_src = np.argsort(src, kind="stable")
+    starts = np.searchsorted(src[order_src], np.arange(n + 1))
+    queue = [0] + [s for s in range(1, n) if indeg[s] == 0]
+    out = []
+    while queue:
+        s = queue.pop()
+        out.append(s)
+        for a in order_src[starts[s]:starts[s + 1]]:
+            d = dst[a]
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                queue.append(d)
+    return np.array(out, dtype=np.int64) if len(out) == n else None
+
+
+def lattice_from_tokens(tok_state: np.ndarray, tok_frame: np.ndarray, links: np.ndarray, final: np.ndarray,
+                        eps_rank: np.ndarray, label_tid: np.ndarray, label_pdf: np.ndarray, num_frames: int,
+                        acoustic_scale: float, word_penalty: float, lattice_beam: float) -> tuple[Lattice, bool]:
+    """The decoder's tokens and links -> a pruned :class:`Lattice`, and whether a final state was reached.
+
+    Tokens are ordered by (frame, epsilon rank of their state), a topological order of the
+    links; links whose best path through them is not within ``lattice_beam`` of the best
+    path are dropped, and so are the tokens left without links.
+    """
+    order = np.lexsort((eps_rank[tok_state], tok_frame))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    src = rank[links[:, 0].astype(np.int64)]
+    dst = rank[links[:, 1].astype(np.int64)]
+    o = np.argsort(src, kind="stable")
+    src, dst, lk = src[o], dst[o], links[o]
+    labels = lk[:, 2].astype(np.int64)
+    olabel = lk[:, 3].astype(np.int32)
+    gc, ac = lk[:, 4], lk[:, 5]
+    n = len(order)
+    last = tok_frame[order] == num_frames
+    fin = np.full(n, np.inf)
+    fin[last] = final[tok_state[order][last]]
+    reached = bool(np.isfinite(fin).any())
+    if not reached:
+        fin[last] = 0.0  # Kaldi's rule: with no final state alive, every last-frame token may end
+    cost = gc + acoustic_scale * ac + word_penalty * (olabel > 0)
+    keep_arc, keep_node = _prune(n, src, dst, cost, fin, lattice_beam)
+    keep_node[0] = True
+    new_id = np.cumsum(keep_node) - 1
+    src, dst, labels, olabel, gc, ac = (x[keep_arc] for x in (src, dst, labels, olabel, gc, ac))
+    lat = Lattice(np.where(keep_node, fin, np.inf)[keep_node], new_id[src].astype(np.int32),
+                  new_id[dst].astype(np.int32), np.where(labels > 0, label_tid[labels] + 1, 0).astype(np.int32),
+                  olabel, gc.astype(np.float64), ac.astype(np.float64),
+                  np.where(labels > 0, label_pdf[labels], -1).astype(np.int32))
+    return lat, reached
+
+
+# -- compiled passes over the arcs (src < dst, arcs sorted by src) ---------------------------------
+@numba.njit(cache=True)
+def _forward(n, src, dst, cost):
+    alpha = np.full(n, np.inf)
+    alpha[0] = 0.0
+    for a in range(len(src)):
+        c = alpha[src[a]] + cost[a]
+        if c < alpha[dst[a]]:
+            alpha[dst[a]] = c
+    return alpha
+
+
+@numba.njit(cache=True)
+def _backward(n, src, dst, cost, final):
+    beta = final.copy()
+    for a in range(len(src) - 1, -1, -1):
+        c = beta[dst[a]] + cost[a]
+        if c < beta[src[a]]:
+            beta[src[a]] = c
+    return beta
+
+
+@numba.njit(cache=True)
+def _prune(n, src, dst, cost, final, lattice_beam):
+    alpha = _forward(n, src, dst, cost)
+    beta = _backward(n, src, dst, cost, final)
+    best = beta[0]
+    keep_arc = np.zeros(len(src), dtype=np.bool_)
+    keep_node = np.zeros(n, dtype=np.bool_)
+    limit = best + lattice_beam
+    for a in range(len(src)):
+        if alpha[src[a]] + cost[a] + beta[dst[a]] <= limit:
+            keep_arc[a] = True
+            keep_node[src[a]] = True
+            keep_node[dst[a]] = True
+    for s in range(n):
+        if alpha[s] + final[s] <= limit:
+            keep_node[s] = True
+    return keep_arc, keep_node
+
+
+@numba.njit(cache=True)
+def _best_path(n, src, dst, cost, final):
+    alpha = np.full(n, np.inf)
+    alpha[0] = 0.0
+    back = np.full(n, -1, dtype=np.int64)
+    for a in range(len(src)):
+        c = alpha[src[a]] + cost[a]
+        if c < alpha[dst[a]]:
+            alpha[dst[a]] = c
+            back[dst[a]] = a
+    end = -1
+    best = np.inf
+    for s in range(n):
+        if alpha[s] + final[s] < best:
+            best = alpha[s] + final[s]
+            end = s
+    if end < 0:
+        return np.full(1, -1, dtype=np.int64)
+    count = 0
+    s = end
+    while back[s] >= 0:
+        count += 1
+        s = src[back[s]]
+    path = np.empty(count, dtype=np.int64)
+    s = end
+    while back[s] >= 0:
+        count -= 1
+        path[count] = back[s]
+        s = src[back[s]]
+    return path
+
+
+@numba.njit(cache=True)
+def _logadd(a, b):
+    # costs are -log p: the -log of a sum of probabilities
+    if a == np.inf:
+        return b
+    if b == np.inf:
+        return a
+    m = min(a, b)
+    return m - np.log1p(np.exp(-abs(a - b)))
+
+
+@numba.njit(cache=True)
+def _posteriors(n, src, dst, cost, final):
+    alpha = np.full(n, np.inf)
+    alpha[0] = 0.0
+    for a in range(len(src)):
+        alpha[dst[a]] = _logadd(alpha[dst[a]], alpha[src[a]] + cost[a])
+    beta = final.copy()
+    for a in range(len(src) - 1, -1, -1):
+        beta[src[a]] = _logadd(beta[src[a]], beta[dst[a]] + cost[a])
+    total = beta[0]
+    post = np.empty(len(src))
+    for a in range(len(src)):
+        post[a] = np.exp(total - (alpha[src[a]] + cost[a] + beta[dst[a]]))
+    return post
+
+
+@numba.njit(cache=True)
+def _node_frames(n, src, dst, ilabel):
+    frames = np.zeros(n, dtype=np.int64)
+    for a in range(len(src)):
+        f = frames[src[a]] + (1 if ilabel[a] > 0 else 0)
+        if f > frames[dst[a]]:
+            frames[dst[a]] = f
+    return frames
