@@ -168,7 +168,7 @@ def _decoder_config(model_dir: str, a: argparse.Namespace):
 
 
 def cmd_decode(a: argparse.Namespace) -> None:
-    from asr.decode.run import decode_data_dir, lmwt_grid
+    from asr.decode.run import decode_data_dir
 
     if a.search != "graph":
         return _ctc_search(a)
@@ -177,17 +177,7 @@ def cmd_decode(a: argparse.Namespace) -> None:
             raise AsrError("--data needs --dir (the decode output folder)")
         # The model's defaults, then the config's [decode] section, then flags: always applied.
         base = _decoder_config(a.model, a)
-        grid = [base]
-        if a.sweep:
-            try:
-                lo, hi, *step = (float(x) for x in a.sweep.split(":"))
-                pens = tuple(float(x) for x in a.penalties.split(","))
-                if len(step) > 1:
-                    raise ValueError
-            except ValueError:
-                raise AsrError(f"--sweep expects MIN:MAX[:STEP] and --penalties numbers, got "
-                               f"{a.sweep!r} and {a.penalties!r}") from None
-            grid = lmwt_grid(lo, hi, pens, base, step[0] if step else 1.0)
+        grid = _sweep_grid(a, base) or [base]
         decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
         return
     if a.nbest > 1 and a.format == "ctm":
@@ -214,6 +204,30 @@ def cmd_decode(a: argparse.Namespace) -> None:
         from asr.utils import write_text_atomic
 
         write_text_atomic(a.out, "".join(l + "\n" for l in out))
+
+
+def _sweep_grid(a: argparse.Namespace, base):
+    """The --sweep MIN:MAX[:STEP] x --penalties grid around ``base`` (None without --sweep)."""
+    from asr.decode.run import lmwt_grid
+
+    if not a.sweep:
+        return None
+    try:
+        lo, hi, *step = (float(x) for x in a.sweep.split(":"))
+        pens = tuple(float(x) for x in a.penalties.split(","))
+        if len(step) > 1:
+            raise ValueError
+    except ValueError:
+        raise AsrError(f"--sweep expects MIN:MAX[:STEP] and --penalties numbers, got "
+                       f"{a.sweep!r} and {a.penalties!r}") from None
+    return lmwt_grid(lo, hi, pens, base, step[0] if step else 1.0)
+
+
+def cmd_lmrescore(a: argparse.Namespace) -> None:
+    from asr.decode.run import lmrescore_dir
+
+    lmrescore_dir(a.model, a.old_lm, a.new_lm, a.data, a.lattices, a.dir, _sweep_grid(a, _decoder_config(a.model, a)),
+                  a.tune_on)
 
 
 def _decode_inputs(a: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -587,6 +601,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "ctm: Kaldi CTM lines (file 1 start duration word confidence)")
     sp.add_argument("--nbest", type=positive_int, default=1, help="N best word sequences (from the lattice, or the CTC prefix search)")
     sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
+    config_opts(sp)
+
+    sp = add("lmrescore", cmd_lmrescore, "rescore a decode dir's lattices with a bigger LM (Kaldi's lmrescore.sh)",
+             "asr lmrescore exp/ls/tri1 --old-lm data/lang/G.arpa --new-lm data/local/lm_big.arpa "
+             "--data data/ls/dev --lattices exp/ls/tri1/decode_dev --dir exp/ls/tri1/decode_dev_big --sweep 7:17")
+    sp.add_argument("model", help="the model dir the lattices were decoded with")
+    sp.add_argument("--old-lm", required=True, help="ARPA LM the decoding graph was built from")
+    sp.add_argument("--new-lm", required=True, help="ARPA LM to rescore with (up to 3-grams)")
+    sp.add_argument("--data", required=True, help="the data dir that was decoded (its text is scored)")
+    sp.add_argument("--lattices", required=True, help="decode dir holding lat.gz")
+    sp.add_argument("--dir", required=True, help="output decode dir")
+    sp.add_argument("--sweep", metavar="MIN:MAX[:STEP]", help="LMWT grid to score (Kaldi best_wer)")
+    sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
+    sp.add_argument("--tune-on", help="use the best setting of another rescored dir (dev)")
     config_opts(sp)
 
     sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",

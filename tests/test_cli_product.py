@@ -147,3 +147,19 @@ def test_features_and_alignments_are_kaldi_ark_scp(tmp_path: Path) -> None:
     kaldiio.save_ark(str(kaldi_dir / "ali.pdf.ark"), {"u3": np.array([7, 7, 8], dtype=np.int32)},
                      scp=str(kaldi_dir / "ali.pdf.scp"))
     assert {u: list(v) for u, v in read_alignments(kaldi_dir, "pdf").items()} == {"u3": [7, 7, 8]}
+
+
+@pytest.mark.slow
+def test_lattices_rescored_with_the_same_lm_score_the_same(yesno_run: Path, tmp_path: Path) -> None:
+    """The recipe's decode dir holds lattices; asr lmrescore with the graph's own LM as the new
+    one gives the decode's WER and words back (a bigger LM would change them)."""
+    tri1, data = yesno_run / "exp" / "yesno" / "tri1", yesno_run / "data" / "yesno"
+    lm = data / "lang" / "G.arpa"
+    _asr("lmrescore", tri1, "--old-lm", lm, "--new-lm", lm, "--data", data / "test",
+         "--lattices", tri1 / "decode_test", "--dir", tmp_path / "re")
+    assert (tmp_path / "re" / "wer.txt").read_text().splitlines()[0] == \
+        (tri1 / "decode_test" / "wer.txt").read_text().splitlines()[0]
+    assert (tmp_path / "re" / "hyp.txt").read_text() == (tri1 / "decode_test" / "hyp.txt").read_text()
+    bad = _asr("lmrescore", tri1, "--old-lm", lm, "--new-lm", lm, "--data", data / "test",
+               "--lattices", tmp_path, "--dir", tmp_path / "re2", check=False)
+    assert bad.returncode == 1 and "no lat.gz" in bad.stderr and "Traceback" not in bad.stderr

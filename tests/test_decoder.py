@@ -370,3 +370,54 @@ def test_words_without_pronunciation(tiny_mono, tmp_path, caplog):
     write_unigram_arpa(tmp_path / "G2.arpa", ["ZED"])
     with pytest.raises(AsrError, match="no LM word has a pronunciation"):
         compile_graph(t.lex, t.words, t.phones, lm_to_automaton(read_arpa(tmp_path / "G2.arpa")), t.trans, t.ctx)
+
+
+# -- LM rescoring -----------------------------------------------------------------------------------
+def _bigram_file(tmp_path):
+    p = tmp_path / "big.arpa"
+    p.write_text("\\data\\\nngram 1=4\nngram 2=4\n\n\\1-grams:\n-0.5\t</s>\n-99\t<s>\t-0.2\n-0.4\tX\t-0.1\n"
+                 "-0.6\tY\t-0.3\n\n\\2-grams:\n-0.05\t<s> Y\n-0.1\tY Y\n-1.5\tX Y\n-0.2\tY </s>\n\n\\end\\\n")
+    return p
+
+
+def test_lm_rescoring_equals_decoding_with_the_new_lm(tiny_mono, tmp_path):
+    """Decode with a unigram graph, rescore its lattice with a bigram: the best path and its
+    cost are those of decoding with the bigram's own graph (up to HCLG's weight quantisation)."""
+    from asr.decode.lm_rescore import ArpaScorer, rescore_lattice
+
+    t = tiny_mono
+    write_unigram_arpa(tmp_path / "small.arpa", ["X", "Y"])
+    big = _bigram_file(tmp_path)
+    g_small = compile_graph(t.lex, t.words, t.phones, lm_to_automaton(read_arpa(tmp_path / "small.arpa")), t.trans,
+                            t.ctx)
+    g_big = compile_graph(t.lex, t.words, t.phones, lm_to_automaton(read_arpa(big)), t.trans, t.ctx)
+    old, new = ArpaScorer(tmp_path / "small.arpa", t.words), ArpaScorer(big, t.words)
+    cfg = DecoderConfig(acoustic_scale=0.3, **EXACT)
+    changed = 0
+    for seed in range(6):
+        scores = np.random.default_rng(seed).normal(0, 2, (14, t.ctx.num_pdfs))
+        first = Decoder(g_small, t.trans.log_probs, cfg).decode(scores)
+        rescored = rescore_lattice(first.lattice, old, new)
+        again = result_from_lattice(rescored, cfg.acoustic_scale, 0.0)
+        direct = Decoder(g_big, t.trans.log_probs, cfg).decode(scores)
+        assert again.word_ids == direct.word_ids
+        assert again.cost == pytest.approx(direct.cost, abs=0.02)
+        changed += again.word_ids != first.word_ids
+        # rescoring with the same LM changes nothing
+        same = result_from_lattice(rescore_lattice(first.lattice, old, old), cfg.acoustic_scale, 0.0)
+        assert same.word_ids == first.word_ids and same.cost == pytest.approx(first.cost, abs=1e-6)
+    assert changed  # the bigram's preferences (Y Y, no X Y) do change some decodes
+    assert new.sentence_cost([t.words.id("Y")]) == pytest.approx((0.05 + 0.2) * math.log(10))
+
+
+def test_lm_rescoring_bad_input(tiny_mono, tmp_path):
+    from asr.decode.lm_rescore import ArpaScorer
+
+    (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-0.5\n\n\\end\\\n")
+    with pytest.raises(AsrError, match="bad.arpa:5"):
+        ArpaScorer(tmp_path / "bad.arpa", tiny_mono.words)
+    with pytest.raises(AsrError, match="missing"):
+        ArpaScorer(tmp_path / "none.arpa", tiny_mono.words)
+    (tmp_path / "noeos.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-0.5\tX\n\n\\end\\\n")
+    with pytest.raises(AsrError, match="</s>"):
+        ArpaScorer(tmp_path / "noeos.arpa", tiny_mono.words)

@@ -75,6 +75,9 @@ class Decoder:
         label_cost = np.zeros(len(graph.label_tid))
         label_cost[1:] = -tlp[graph.label_tid[1:]]
         self.arc_graph_cost = (graph.weight.astype(np.float64) + c.transition_scale * label_cost[graph.ilabel])
+        # States with epsilon arcs: the only tokens the per-frame epsilon closure must visit.
+        self.has_eps = np.zeros(graph.num_states, dtype=bool)
+        self.has_eps[np.repeat(np.arange(graph.num_states), np.diff(graph.arc_start))[graph.ilabel == 0]] = True
 
     def decode(self, scores: np.ndarray) -> DecodeResult:
         """Best path and lattice for one utterance.
@@ -93,7 +96,7 @@ class Decoder:
             bad = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
             raise AsrError(f"acoustic scores are NaN or infinite from frame {bad} on (a damaged model or input)")
         out = _search(g.arc_start, g.ilabel, g.olabel, self.arc_graph_cost, g.dst, g.final.astype(np.float64),
-                      g.eps_rank, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam, c.max_active,
+                      g.eps_rank, self.has_eps, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam, c.max_active,
                       c.lattice_beam, c.word_penalty)
         status, tok_state, tok_frame, n_tok, links, n_link = out
         if status >= 0:
@@ -169,7 +172,7 @@ def _heap_pop(keys, vals, size):
 
 
 @numba.njit(cache=True)
-def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, start, label_pdf, scores,
+def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, start, label_pdf, scores,
             acoustic_scale, beam, max_active, lattice_beam, word_penalty):
     N = len(final)
     T = scores.shape[0]
@@ -192,6 +195,8 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, start, labe
         # -- epsilon closure of frame t (tokens lo..n_tok), in the graph's epsilon order
         hsize = 0
         for k in range(lo, n_tok):
+            if not has_eps[tok_state[k]]:
+                continue  # most states have no epsilon arcs: nothing to expand
             if hsize + 1 > len(heap_keys):
                 heap_keys = _grow_int(heap_keys, hsize + 1)
                 heap_vals = _grow_int(heap_vals, hsize + 1)
@@ -220,10 +225,11 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, start, labe
                     n_tok += 1
                     tok_state[j], tok_frame[j], tok_cost[j] = d, t, new
                     tok_of_state[d] = j
-                    if hsize + 1 > len(heap_keys):
-                        heap_keys = _grow_int(heap_keys, hsize + 1)
-                        heap_vals = _grow_int(heap_vals, hsize + 1)
-                    hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
+                    if has_eps[d]:
+                        if hsize + 1 > len(heap_keys):
+                            heap_keys = _grow_int(heap_keys, hsize + 1)
+                            heap_vals = _grow_int(heap_vals, hsize + 1)
+                        hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
                 elif new < tok_cost[j]:
                     tok_cost[j] = new
                 if new <= tok_cost[j] + lattice_beam:

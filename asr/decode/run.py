@@ -253,6 +253,17 @@ def _tag(cfg: DecoderConfig) -> str:
     return f"{round(1.0 / cfg.acoustic_scale, 4):g}_{cfg.word_penalty:g}"
 
 
+def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None,
+             default: DecoderConfig) -> list[DecoderConfig]:
+    """The settings to score: the one tuned on a dev decode dir, else the grid, else ``default``."""
+    if tune_on is not None:
+        best_cfg_path = Path(tune_on) / "best_config.json"
+        if not best_cfg_path.exists():
+            raise AsrError(f"{tune_on}: no best_config.json to tune on; score that set with a grid first")
+        return [DecoderConfig.from_dict(read_json(best_cfg_path))]
+    return grid or [default]
+
+
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                     grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
                     nj: int = 1) -> ErrorCounts | None:
@@ -275,27 +286,41 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     feats = load_features(data_dir, model.pipeline)
     scores = {u: model.scores(f) for u, f in feats.items()}
     t_scores = time.time() - t0
-    if tune_on is not None:
-        best_cfg_path = Path(tune_on) / "best_config.json"
-        if not best_cfg_path.exists():
-            raise AsrError(f"{tune_on}: no best_config.json to tune on; decode that set with a grid first")
-        cfgs = [DecoderConfig.from_dict(read_json(best_cfg_path))]
-    else:
-        cfgs = grid or [model.decoder]
+    cfgs = _configs(grid, tune_on, model.decoder)
     if len(cfgs) > 1 and not has_ref:
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     search_cfg = cfgs[len(cfgs) // 2]
     t1 = time.time()
     first = decode_scores(graph, model.trans.log_probs, scores, search_cfg, nj, desc=f"decode {data_dir.name}")
     t_search = time.time() - t1
+    not_final = {u for u, r in first.items() if not r.reached_final}
+    if not_final:
+        log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",
+                    len(not_final), " ".join(sorted(not_final)[:10]))
+    audio_seconds = sum(len(s) for s in scores.values()) * frame_shift_s(model)
+    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(scores),
+            "audio_seconds": round(audio_seconds, 2), "score_seconds": round(t_scores, 2),
+            "search_seconds": round(t_search, 2), "nj": nj, "rtf": round(t_search / max(audio_seconds, 1e-9), 4),
+            "search_config": search_cfg.to_dict()}
+    return score_lattices(model, data_dir, out_dir, {u: r.lattice for u, r in first.items()}, cfgs, info, tune_on, t0)
+
+
+def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: dict, cfgs: list[DecoderConfig],
+                   info: dict, tune_on: str | Path | None = None, t0: float | None = None) -> ErrorCounts | None:
+    """Best paths of the lattices at each (LMWT, penalty) of ``cfgs``, scored against the data
+    dir's text (if any); the best is written to ``out_dir`` with the lattices themselves.
+
+    Args:
+        info: what the caller measured (decode_info.json's other fields).
+    """
+    t0 = time.time() if t0 is None else t0
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
     t2 = time.time()
-    ref = read_text(data_dir / "text") if has_ref else None
+    ref = read_text(data_dir / "text") if (data_dir / "text").exists() else None
     best = None
     ensure_dir(out_dir)
     for cfg in cfgs:
-        res = first if cfg == search_cfg else {
-            u: result_from_lattice(r.lattice, cfg.acoustic_scale, cfg.word_penalty, r.reached_final)
-            for u, r in first.items()}
+        res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
         hyp = {u: [model.words.sym(w) for w in r.word_ids] for u, r in res.items()}
         if ref is None:
             best = (None, cfg, res, hyp, [])
@@ -307,24 +332,16 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
             best = (counts, cfg, res, hyp, per_utt)
     t_rescore = time.time() - t2
     counts, cfg, res, hyp, per_utt = best
-    not_final = [u for u, r in res.items() if not r.reached_final]
-    if not_final:
-        log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",
-                    len(not_final), " ".join(sorted(not_final)[:10]))
-    write_lattices(out_dir / "lat.gz", {u: r.lattice for u, r in first.items()})
+    write_lattices(out_dir / "lat.gz", lattices)
     hyps = {u: _to_hyp(r, model, cfg.acoustic_scale, cfg.word_penalty) for u, r in res.items()}
     write_ctm(out_dir / "ctm", {u: h.ctm for u, h in hyps.items()}, frame_shift_s(model),
               {u: h.confidence for u, h in hyps.items()})
     write_text_atomic(out_dir / "best_config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
-    seconds = time.time() - t0
-    audio_seconds = sum(len(s) for s in scores.values()) * frame_shift_s(model)
-    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(scores),
-            "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2),
-            "score_seconds": round(t_scores, 2), "search_seconds": round(t_search, 2),
-            "rescore_seconds": round(t_rescore, 2), "configs_tried": len(cfgs), "nj": nj,
-            "rtf": round(t_search / max(audio_seconds, 1e-9), 4), "search_config": search_cfg.to_dict(),
-            "lattice_arcs": int(sum(r.lattice.num_arcs for r in first.values())), "config": cfg.to_dict(),
-            "selection": "tuned on " + str(tune_on) if tune_on else ("best of grid on this set" if len(cfgs) > 1 else "fixed")}
+    info = dict(info, decode_seconds=round(time.time() - t0, 2), rescore_seconds=round(t_rescore, 2),
+                configs_tried=len(cfgs), lattice_arcs=int(sum(lat.num_arcs for lat in lattices.values())),
+                config=cfg.to_dict(),
+                selection="tuned on " + str(tune_on) if tune_on else ("best of grid on this set" if len(cfgs) > 1
+                                                                      else "fixed"))
     comments = []
     if len(cfgs) > 1:
         comments.append(f"# best of {len(cfgs)} settings (Kaldi best_wer): LMWT {round(1 / cfg.acoustic_scale, 4):g}, "
@@ -333,6 +350,33 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         comments.append(f"# LMWT {round(1 / cfg.acoustic_scale, 4):g}, penalty {cfg.word_penalty:g} tuned on {tune_on}")
     write_decode_outputs(out_dir, hyp, counts, per_utt, info, comments)
     return counts
+
+
+def lmrescore_dir(model_dir: str | Path, old_lm: str | Path, new_lm: str | Path, data_dir: str | Path,
+                  in_dir: str | Path, out_dir: str | Path, grid: list[DecoderConfig] | None = None,
+                  tune_on: str | Path | None = None) -> ErrorCounts | None:
+    """Kaldi's lmrescore.sh: the lattices of ``in_dir`` (decoded with ``old_lm`` in the graph)
+    rescored with ``new_lm``, then scored like a decode (grid, or the setting tuned on a dev dir)."""
+    from asr.decode.lattice import read_lattices
+    from asr.decode.lm_rescore import ArpaScorer, rescore_lattice
+
+    t0 = time.time()
+    model = load_model(model_dir)
+    lat_path = Path(in_dir) / "lat.gz"
+    if not lat_path.exists():
+        raise AsrError(f"{in_dir}: no lat.gz to rescore; decode with asr decode --data first")
+    lattices = read_lattices(lat_path)
+    old, new = ArpaScorer(old_lm, model.words), ArpaScorer(new_lm, model.words)
+    rescored = {}
+    for u, lat in lattices.items():
+        try:
+            rescored[u] = rescore_lattice(lat, old, new)
+        except AsrError as e:
+            raise AsrError(f"{lat_path}: {u}: {e}") from None
+    cfgs = _configs(grid, tune_on, DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json")))
+    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(lattices), "rescored_from": str(in_dir),
+            "old_lm": str(old_lm), "new_lm": str(new_lm), "lm_rescore_seconds": round(time.time() - t0, 2)}
+    return score_lattices(model, data_dir, out_dir, rescored, cfgs, info, tune_on, t0)
 
 
 def write_decode_outputs(out_dir: Path, hyp: dict[str, list[str]], counts: ErrorCounts | None, per_utt: list[str],

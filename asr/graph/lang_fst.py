@@ -72,9 +72,10 @@ def lexicon_fst(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, vocab
                 silence_phone: str, sil_prob: float) -> tuple[Fst, Disambig]:
     """L with optional silence between words (Kaldi's make_lexicon_fst.py --sil-prob).
 
-    States: 0 start, 1 the word loop (final). Every word leaves the loop and returns to it
-    either directly (cost -log(1 - sil_prob)) or through the silence phone (cost
-    -log sil_prob); the start likewise begins with or without silence.
+    States: 0 start, 1 the word loop (final), 2 the silence state. Every word leaves the
+    loop and returns to it either directly (cost -log(1 - sil_prob)) or through the silence
+    state and the silence phone (cost -log sil_prob); the start likewise begins with or
+    without silence.
 
     Args:
         vocabulary: the words to include (those of G that have a pronunciation).
@@ -106,10 +107,14 @@ def lexicon_fst(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, vocab
     def arc(s, t, i, o, w=0.0):
         src.append(s), dst.append(t), il.append(i), ol.append(o), wt.append(w)
 
-    start, loop = 0, 1
-    n = 2
+    # One silence state shared by every word (Kaldi's sil_state): a state per word would make
+    # the states after each word distinct, and determinization would rebuild the whole
+    # prefix tree of the following words once per preceding word.
+    start, loop, after_word_sil = 0, 1, 2
+    n = 3
     arc(start, loop, 0, 0, c_nosil)
-    arc(start, loop, sil, 0, c_sil)
+    arc(start, after_word_sil, 0, 0, c_sil)
+    arc(after_word_sil, loop, sil, 0, 0.0)
     for (w, pron), k, extra in zip(entries, dis, tie):
         labels = list(pron) + ([d.phone(k)] if k else [])
         wid = words.id(w)
@@ -119,9 +124,7 @@ def lexicon_fst(lexicon: Lexicon, words: SymbolTable, phones: SymbolTable, vocab
             prev, n = n, n + 1
         first_out, first_cost = (wid, extra) if len(labels) == 1 else (0, 0.0)
         arc(prev, loop, labels[-1], first_out, c_nosil + first_cost)
-        arc(prev, n, labels[-1], first_out, c_sil + first_cost)
-        arc(n, loop, sil, 0, 0.0)
-        n += 1
+        arc(prev, after_word_sil, labels[-1], first_out, c_sil + first_cost)
     arc(loop, loop, d.phone(0), d.word0)  # G's back-off #0 passes through
     return Fst.from_arcs(n, start, src, dst, il, ol, wt, {loop: 0.0}), d
 
