@@ -149,6 +149,15 @@ def test_lattice_beam_prunes_and_keeps_the_best_path():
         assert cost <= narrow.cost + 1.0 + 1e-6
 
 
+def test_zero_lattice_beam_keeps_the_best_path_only():
+    g = two_word_graph(loop=True)
+    scores = np.random.default_rng(6).normal(0, 3, (10, 3))
+    res = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, beam=1e9, lattice_beam=0.0)).decode(scores)
+    exact = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, **EXACT)).decode(scores)
+    assert res.word_ids == exact.word_ids and res.cost == pytest.approx(exact.cost)
+    assert len(res.lattice.nbest(5, 1.0)) == 1
+
+
 def test_posteriors_sum_to_one_per_frame():
     g = two_word_graph(loop=True)
     scores = np.random.default_rng(4).normal(0, 1, (9, 3))

@@ -257,8 +257,21 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, st
             if c < cutoff:
                 cutoff = c
         # -- emitting arcs into frame t + 1; the next cutoff tightens as better tokens appear
+        # A first estimate of the next frame's cutoff from the best token's arcs (Kaldi's
+        # trick): later tokens then skip hopeless arcs before creating anything.
         next_cutoff = np.inf
         frame = scores[t]
+        for k in range(lo, hi):
+            if tok_cost[k] == best:
+                s = tok_state[k]
+                for a in range(arc_start[s], arc_start[s + 1]):
+                    lab = ilabel[a]
+                    if lab != 0:
+                        new = (best + arc_gc[a] - acoustic_scale * frame[label_pdf[lab]]
+                               + (word_penalty if olabel[a] > 0 else 0.0) + beam)
+                        if new < next_cutoff:
+                            next_cutoff = new
+                break
         for k in range(lo, hi):
             cost = tok_cost[k]
             if cost > cutoff:

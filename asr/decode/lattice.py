@@ -140,13 +140,12 @@ class Lattice:
         return out
 
     def to_text(self, utt: str) -> str:
-        lines = [utt]
-        for a in range(self.num_arcs):
-            lines.append(f"{self.src[a]} {self.dst[a]} {self.ilabel[a]} {self.olabel[a]} "
-                         f"{self.graph_cost[a]:.6g},{self.acoustic_cost[a]:.6g}")
-        for s in np.flatnonzero(np.isfinite(self.final)):
-            lines.append(f"{s} {self.final[s]:.6g},0")
-        return "\n".join(lines) + "\n\n"
+        # One C-level %-format of all arcs (labels are exact in float64 and print with %d).
+        values = np.column_stack([self.src, self.dst, self.ilabel, self.olabel, self.graph_cost,
+                                  self.acoustic_cost]).ravel().tolist()
+        body = ("%d %d %d %d %.6g,%.6g\n" * self.num_arcs) % tuple(values)
+        finals = "".join(f"{s} {self.final[s]:.6g},0\n" for s in np.flatnonzero(np.isfinite(self.final)))
+        return f"{utt}\n{body}{finals}\n"
 
 
 def write_lattices(path: str | Path, lattices: dict[str, Lattice]) -> None:
@@ -236,35 +235,95 @@ def lattice_from_tokens(tok_state: np.ndarray, tok_frame: np.ndarray, links: np.
 
     Tokens are ordered by (frame, epsilon rank of their state), a topological order of the
     links; links whose best path through them is not within ``lattice_beam`` of the best
-    path are dropped, and so are the tokens left without links.
+    path are dropped, and so are the tokens left without links. With no final state alive
+    at the last frame, every last-frame token may end (Kaldi's rule).
     """
-    order = np.argsort(tok_frame.astype(np.int64) * (1 << 31) + eps_rank[tok_state], kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    src = rank[links[:, 0].astype(np.int64)]
-    dst = rank[links[:, 1].astype(np.int64)]
-    o = np.argsort(src, kind="stable")
-    src, dst, lk = src[o], dst[o], links[o]
-    labels = lk[:, 2].astype(np.int64)
-    olabel = lk[:, 3].astype(np.int32)
-    gc, ac = lk[:, 4], lk[:, 5]
-    n = len(order)
-    last = tok_frame[order] == num_frames
+    out = _tokens_to_lattice(tok_state, tok_frame, links, final.astype(np.float64), eps_rank, label_tid, label_pdf,
+                             num_frames, acoustic_scale, word_penalty, lattice_beam)
+    fin, src, dst, ilabel, olabel, gc, ac, pdf, reached = out
+    return Lattice(fin, src, dst, ilabel, olabel, gc, ac, pdf), bool(reached)
+
+
+@numba.njit(cache=True)
+def _tokens_to_lattice(tok_state, tok_frame, links, final, eps_rank, label_tid, label_pdf, num_frames,
+                       acoustic_scale, word_penalty, lattice_beam):
+    # Tokens come frame by frame (tok_frame never decreases), so a topological order is
+    # each frame's tokens sorted by the epsilon rank of their state: small sorts only.
+    n = len(tok_state)
+    rank = np.empty(n, dtype=np.int64)
+    lo = 0
+    while lo < n:
+        hi = lo
+        while hi < n and tok_frame[hi] == tok_frame[lo]:
+            hi += 1
+        order = np.argsort(eps_rank[tok_state[lo:hi]])
+        for i in range(hi - lo):
+            rank[lo + order[i]] = lo + i
+        lo = hi
+    # Arcs by source rank: a counting sort, linear in the arcs.
+    m = links.shape[0]
+    count = np.zeros(n + 1, dtype=np.int64)
+    for a in range(m):
+        count[rank[np.int64(links[a, 0])] + 1] += 1
+    for i in range(n):
+        count[i + 1] += count[i]
+    o = np.empty(m, dtype=np.int64)
+    for a in range(m):
+        r = rank[np.int64(links[a, 0])]
+        o[count[r]] = a
+        count[r] += 1
+    src = np.empty(m, dtype=np.int64)
+    dst = np.empty(m, dtype=np.int64)
+    cost = np.empty(m)
+    for i in range(m):
+        r = o[i]
+        src[i] = rank[np.int64(links[r, 0])]
+        dst[i] = rank[np.int64(links[r, 1])]
+        cost[i] = links[r, 4] + acoustic_scale * links[r, 5] + (word_penalty if links[r, 3] > 0 else 0.0)
     fin = np.full(n, np.inf)
-    fin[last] = final[tok_state[order][last]]
-    reached = bool(np.isfinite(fin).any())
+    reached = False
+    for i in range(n):
+        if tok_frame[i] == num_frames:
+            fin[rank[i]] = final[tok_state[i]]
+            if final[tok_state[i]] < np.inf:
+                reached = True
     if not reached:
-        fin[last] = 0.0  # Kaldi's rule: with no final state alive, every last-frame token may end
-    cost = gc + acoustic_scale * ac + word_penalty * (olabel > 0)
+        for i in range(n):
+            if tok_frame[i] == num_frames:
+                fin[rank[i]] = 0.0
     keep_arc, keep_node = _prune(n, src, dst, cost, fin, lattice_beam)
     keep_node[0] = True
     new_id = np.cumsum(keep_node) - 1
-    src, dst, labels, olabel, gc, ac = (x[keep_arc] for x in (src, dst, labels, olabel, gc, ac))
-    lat = Lattice(np.where(keep_node, fin, np.inf)[keep_node], new_id[src].astype(np.int32),
-                  new_id[dst].astype(np.int32), np.where(labels > 0, label_tid[labels] + 1, 0).astype(np.int32),
-                  olabel, gc.astype(np.float64), ac.astype(np.float64),
-                  np.where(labels > 0, label_pdf[labels], -1).astype(np.int32))
-    return lat, reached
+    k = 0
+    for i in range(m):
+        if keep_arc[i]:
+            k += 1
+    out_src = np.empty(k, dtype=np.int32)
+    out_dst = np.empty(k, dtype=np.int32)
+    out_il = np.empty(k, dtype=np.int32)
+    out_ol = np.empty(k, dtype=np.int32)
+    out_gc = np.empty(k)
+    out_ac = np.empty(k)
+    out_pdf = np.empty(k, dtype=np.int32)
+    j = 0
+    for i in range(m):
+        if keep_arc[i]:
+            r = o[i]
+            lab = np.int64(links[r, 2])
+            out_src[j] = new_id[src[i]]
+            out_dst[j] = new_id[dst[i]]
+            out_il[j] = label_tid[lab] + 1 if lab > 0 else 0
+            out_pdf[j] = label_pdf[lab] if lab > 0 else -1
+            out_ol[j] = np.int32(links[r, 3])
+            out_gc[j] = links[r, 4]
+            out_ac[j] = links[r, 5]
+            j += 1
+    nk = new_id[-1] + 1 if n else 0
+    out_fin = np.full(nk, np.inf)
+    for i in range(n):
+        if keep_node[i]:
+            out_fin[new_id[i]] = fin[i]
+    return out_fin, out_src, out_dst, out_il, out_ol, out_gc, out_ac, out_pdf, reached
 
 
 # -- compiled passes over the arcs (src < dst, arcs sorted by src) ---------------------------------
@@ -296,7 +355,7 @@ def _prune(n, src, dst, cost, final, lattice_beam):
     best = beta[0]
     keep_arc = np.zeros(len(src), dtype=np.bool_)
     keep_node = np.zeros(n, dtype=np.bool_)
-    limit = best + lattice_beam
+    limit = best + lattice_beam + 1e-7 * max(1.0, abs(best))  # rounding: the best path itself must stay
     for a in range(len(src)):
         if alpha[src[a]] + cost[a] + beta[dst[a]] <= limit:
             keep_arc[a] = True
