@@ -410,3 +410,18 @@ def test_a_dnn_is_not_trained_on_another_trees_alignment(yesno_run: Path, tmp_pa
     run = _asr("train-dnn", "--data", yesno_run / "data" / "yesno" / "train_fbank", "--ali", exp / "mono" / "ali",
                "--gmm", exp / "tri1", "--out", tmp_path / "dnn")
     _one_line_error(run, "made with another tree")
+
+
+def test_tuning_on_a_dir_decoded_with_another_model_is_an_error(tmp_path: Path) -> None:
+    """Decode dirs record the model's fingerprint; --tune-on refuses a dev dir decoded with
+    another model (a retrained one, say), and takes one of this model (or of an older asr)."""
+    from asr.decode.config import DecoderConfig
+    from asr.decode.run import _configs
+
+    (tmp_path / "best_config.json").write_text(json.dumps(DecoderConfig(acoustic_scale=0.08).to_dict()))
+    (tmp_path / "decode_info.json").write_text(json.dumps({"model_fingerprint": "aaaa"}))
+    with pytest.raises(AsrError, match="decoded with another model"):
+        _configs(None, tmp_path, DecoderConfig(), "bbbb")
+    assert _configs(None, tmp_path, DecoderConfig(), "aaaa")[0].acoustic_scale == 0.08
+    (tmp_path / "decode_info.json").write_text("{}")
+    assert _configs(None, tmp_path, DecoderConfig(), "bbbb")[0].acoustic_scale == 0.08

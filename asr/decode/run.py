@@ -253,13 +253,26 @@ def _tag(cfg: DecoderConfig) -> str:
     return f"{round(1.0 / cfg.acoustic_scale, 4):g}_{cfg.word_penalty:g}"
 
 
-def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None,
-             default: DecoderConfig) -> list[DecoderConfig]:
-    """The settings to score: the one tuned on a dev decode dir, else the grid, else ``default``."""
+def models_fingerprint(model_dir: str | Path) -> str:
+    """The model dir's fingerprint (an ensemble's members', comma-separated): decode dirs record it."""
+    from asr.model_dir import fingerprint
+
+    return ",".join(fingerprint(d) for d in model_dirs(model_dir))
+
+
+def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, default: DecoderConfig,
+             model_fp: str) -> list[DecoderConfig]:
+    """The settings to score: the one tuned on a dev decode dir (of this very model: a dir
+    decoded with another, e.g. before retraining, is an error), else the grid, else ``default``."""
     if tune_on is not None:
         best_cfg_path = Path(tune_on) / "best_config.json"
         if not best_cfg_path.exists():
             raise AsrError(f"{tune_on}: no best_config.json to tune on; score that set with a grid first")
+        info_path = Path(tune_on) / "decode_info.json"
+        tuned_fp = read_json(info_path).get("model_fingerprint") if info_path.exists() else None
+        if tuned_fp is not None and tuned_fp != model_fp:
+            raise AsrError(f"{tune_on} was decoded with another model (fingerprint {tuned_fp}, this one {model_fp}); "
+                           "decode that set again with this model before tuning on it")
         return [DecoderConfig.from_dict(read_json(best_cfg_path))]
     return grid or [default]
 
@@ -286,7 +299,8 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     feats = load_features(data_dir, model.pipeline)
     scores = {u: model.scores(f) for u, f in feats.items()}
     t_scores = time.time() - t0
-    cfgs = _configs(grid, tune_on, model.decoder)
+    model_fp = models_fingerprint(model_dir)
+    cfgs = _configs(grid, tune_on, model.decoder, model_fp)
     if len(cfgs) > 1 and not has_ref:
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     search_cfg = cfgs[len(cfgs) // 2]
@@ -298,7 +312,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",
                     len(not_final), " ".join(sorted(not_final)[:10]))
     audio_seconds = sum(len(s) for s in scores.values()) * frame_shift_s(model)
-    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(scores),
+    info = {"model": str(model_dir), "model_fingerprint": model_fp, "data": str(data_dir), "utterances": len(scores),
             "audio_seconds": round(audio_seconds, 2), "score_seconds": round(t_scores, 2),
             "search_seconds": round(t_search, 2), "nj": nj, "rtf": round(t_search / max(audio_seconds, 1e-9), 4),
             "search_config": search_cfg.to_dict()}
@@ -373,8 +387,10 @@ def lmrescore_dir(model_dir: str | Path, old_lm: str | Path, new_lm: str | Path,
             rescored[u] = rescore_lattice(lat, old, new)
         except AsrError as e:
             raise AsrError(f"{lat_path}: {u}: {e}") from None
-    cfgs = _configs(grid, tune_on, DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json")))
-    info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(lattices), "rescored_from": str(in_dir),
+    model_fp = models_fingerprint(model_dir)
+    cfgs = _configs(grid, tune_on, DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json")), model_fp)
+    info = {"model": str(model_dir), "model_fingerprint": model_fp, "data": str(data_dir),
+            "utterances": len(lattices), "rescored_from": str(in_dir),
             "old_lm": str(old_lm), "new_lm": str(new_lm), "lm_rescore_seconds": round(time.time() - t0, 2)}
     return score_lattices(model, data_dir, out_dir, rescored, cfgs, info, tune_on, t0)
 
