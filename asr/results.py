@@ -118,7 +118,8 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
     text += f" after `{commands}`.\n\n" if commands else ".\n\n"
     text += markdown_table(rows)
     text += seed_table(rows)
-    text += ("\nRTF = decoding seconds per second of audio per setting tried (2-core CPU). "
+    text += ("\nRTF = search seconds per second of audio, one lattice-generating pass (2-core CPU; "
+             "a grid of settings is scored from the lattices). "
              "(PER) = phone error rate of a CTC model's greedy output, without lexicon or LM. "
              "\"best of grid\" = Kaldi's best_wer over LMWT x insertion penalty on that set; "
              "\"tuned on\" = the setting chosen on a dev set, applied once.\n")

@@ -430,3 +430,11 @@ def test_lm_rescoring_bad_input(tiny_mono, tmp_path):
     (tmp_path / "noeos.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-0.5\tX\n\n\\end\\\n")
     with pytest.raises(AsrError, match="</s>"):
         ArpaScorer(tmp_path / "noeos.arpa", tiny_mono.words)
+
+
+def test_grid_words_equal_best_paths_at_each_setting():
+    g = two_word_graph(loop=True)
+    lat = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=0.5, **EXACT)).decode(
+        np.random.default_rng(9).normal(0, 3, (12, 3))).lattice
+    settings = [(a, p) for a in (0.1, 0.5, 2.0) for p in (-1.0, 0.0, 2.0)]
+    assert lat.best_words_grid(settings) == [lat.words(lat.best_path(a, p)) for a, p in settings]

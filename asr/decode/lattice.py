@@ -79,6 +79,16 @@ class Lattice:
         end = self.dst[path[-1]] if len(path) else 0
         return float(c[path].sum() + self.final[end])
 
+    def best_words_grid(self, settings: list[tuple[float, float]]) -> list[list[int]]:
+        """The best path's word ids at each (acoustic scale, word penalty) of a grid, in one
+        compiled pass per setting (the LMWT x penalty sweep, without building results)."""
+        if self.num_arcs == 0 and not np.isfinite(self.final[0]):
+            raise AsrError("empty lattice: no path reaches a final node")
+        out = _best_words_grid(self.num_nodes, self.src, self.dst, self.graph_cost, self.acoustic_cost, self.olabel,
+                               self.final, np.array([a for a, _ in settings], dtype=np.float64),
+                               np.array([p for _, p in settings], dtype=np.float64))
+        return [[int(w) for w in row if w >= 0] for row in out]
+
     def words(self, path: np.ndarray) -> list[int]:
         return [int(w) for w in self.olabel[path] if w > 0]
 
@@ -434,3 +444,44 @@ def _node_frames(n, src, dst, ilabel):
         if f > frames[dst[a]]:
             frames[dst[a]] = f
     return frames
+
+
+@numba.njit(cache=True)
+def _best_words_grid(num_nodes, src, dst, graph_cost, acoustic_cost, olabel, final, scales, penalties):
+    """Word ids of the best path at each (acoustic scale, penalty) pair: (K, longest), padded with -1."""
+    K = len(scales)
+    alpha = np.empty(num_nodes)
+    back = np.empty(num_nodes, dtype=np.int64)
+    rev = np.full((K, num_nodes + 1), -1, dtype=np.int64)  # words in reverse, per setting
+    lengths = np.zeros(K, dtype=np.int64)
+    for k in range(K):
+        alpha[:] = np.inf
+        alpha[0] = 0.0
+        back[:] = -1
+        acs, pen = scales[k], penalties[k]
+        for a in range(len(src)):
+            c = alpha[src[a]] + graph_cost[a] + acs * acoustic_cost[a] + (pen if olabel[a] > 0 else 0.0)
+            if c < alpha[dst[a]]:
+                alpha[dst[a]] = c
+                back[dst[a]] = a
+        end = -1
+        best = np.inf
+        for s in range(num_nodes):
+            if alpha[s] + final[s] < best:
+                best = alpha[s] + final[s]
+                end = s
+        s = end
+        n = 0
+        while s >= 0 and back[s] >= 0:
+            a = back[s]
+            if olabel[a] > 0:
+                rev[k, n] = olabel[a]
+                n += 1
+            s = src[a]
+        lengths[k] = n
+    longest = lengths.max() if K else 0
+    out = np.full((K, longest), -1, dtype=np.int64)
+    for k in range(K):
+        for i in range(lengths[k]):
+            out[k, i] = rev[k, lengths[k] - 1 - i]
+    return out

@@ -333,19 +333,22 @@ def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: d
     ref = read_text(data_dir / "text") if (data_dir / "text").exists() else None
     best = None
     ensure_dir(out_dir)
-    for cfg in cfgs:
-        res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
-        hyp = {u: [model.words.sym(w) for w in r.word_ids] for u, r in res.items()}
+    settings = [(c.acoustic_scale, c.word_penalty) for c in cfgs]
+    grid_words = {u: lat.best_words_grid(settings) for u, lat in lattices.items()}
+    sym = model.words.symbols
+    for k, cfg in enumerate(cfgs):
+        hyp = {u: [sym[w] for w in words[k]] for u, words in grid_words.items()}
         if ref is None:
-            best = (None, cfg, res, hyp, [])
+            best = (None, cfg, hyp, [])
             break
         counts, per_utt = score_texts(ref, hyp)
         if len(cfgs) > 1:
             write_text_atomic(out_dir / "scoring" / f"wer_{_tag(cfg)}", counts.kaldi_line() + "\n")
         if best is None or counts.errors < best[0].errors:
-            best = (counts, cfg, res, hyp, per_utt)
+            best = (counts, cfg, hyp, per_utt)
     t_rescore = time.time() - t2
-    counts, cfg, res, hyp, per_utt = best
+    counts, cfg, hyp, per_utt = best
+    res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
     write_lattices(out_dir / "lat.gz", lattices)
     hyps = {u: _to_hyp(r, model, cfg.acoustic_scale, cfg.word_penalty) for u, r in res.items()}
     write_ctm(out_dir / "ctm", {u: h.ctm for u, h in hyps.items()}, frame_shift_s(model),
