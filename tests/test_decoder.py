@@ -438,3 +438,10 @@ def test_grid_words_equal_best_paths_at_each_setting():
         np.random.default_rng(9).normal(0, 3, (12, 3))).lattice
     settings = [(a, p) for a in (0.1, 0.5, 2.0) for p in (-1.0, 0.0, 2.0)]
     assert lat.best_words_grid(settings) == [lat.words(lat.best_path(a, p)) for a, p in settings]
+
+
+def test_arpa_with_a_missing_back_off_entry_is_one_clear_error(tmp_path):
+    (tmp_path / "lm.arpa").write_text("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-0.5\t</s>\n-99\t<s>\t-0.2\n"
+                                      "-0.4\tX\n\n\\2-grams:\n-0.1\tY X\n\n\\end\\\n")
+    with pytest.raises(AsrError, match=r"2-gram 'Y X' has no 1-gram 'Y'"):
+        read_arpa(tmp_path / "lm.arpa")

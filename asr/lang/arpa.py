@@ -84,6 +84,14 @@ def read_arpa(path: str | Path) -> NgramLM:
             lm.backoffs[words] = bow
     if lm.order == 0:
         raise AsrError(f"{path}: no n-grams found")
+    for h in lm.probs:
+        # Every history must itself be an n-gram of the order below: its back-off weight
+        # lives there, and an LM without it cannot say how to back off from it.
+        if h and h[-1] not in lm.probs.get(h[:-1], {}):
+            w = " ".join(h)
+            example = next(iter(lm.probs[h]))
+            raise AsrError(f"{path}: the {len(h) + 1}-gram '{w} {example}' has no {len(h)}-gram '{w}' "
+                           f"(its history, which holds the back-off weight); the ARPA file is incomplete")
     return lm
 
 
