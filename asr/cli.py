@@ -292,6 +292,29 @@ def cmd_lm(a: argparse.Namespace) -> None:
     lm.write_arpa(a.out if a.out else sys.stdout)
 
 
+def cmd_lm_eval(a: argparse.Namespace) -> None:
+    import json
+
+    from asr.datadir import read_text_file
+    from asr.lang.arpa_scorer import ArpaScorer, perplexity
+
+    path = Path(a.text)
+    sentences = read_text_file(path).values() if a.kaldi_text else iter_sentences(path)
+    r = perplexity(ArpaScorer(a.lm), sentences, a.unk)
+    print(f"{a.text}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs ({r['oov_rate']:.2f}%)")
+    print(f"logprob= {r['logprob']:.2f} ppl= {r['ppl']:.2f}")
+    if a.json:
+        from asr.utils import write_text_atomic
+
+        write_text_atomic(a.json, json.dumps(r, indent=1) + "\n")
+
+
+def iter_sentences(path: Path):
+    from asr.lang.ngram import iter_text_sentences
+
+    return iter_text_sentences([path])
+
+
 def cmd_lm_text(a: argparse.Namespace) -> None:
     from asr.lang.book_text import archive_sentences
     from asr.utils import atomic_open
@@ -467,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("prepare", cmd_prepare, "prepare a corpus into Kaldi data dirs",
              "asr prepare yesno --out data")
-    sp.add_argument("corpus", help="yesno, an4 or fsdd")
+    sp.add_argument("corpus", help="yesno, an4, fsdd or librispeech")
     sp.add_argument("--out", default="data")
     sp.add_argument("--mirror", help="folder holding the corpus archives (default $ASR_CORPUS_MIRROR or ../shared/corpora)")
     sp.add_argument("--work-dir", help="where archives are extracted (default data/local)")
@@ -629,6 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune_opts.add_argument("--max-ngrams", type=positive_int, metavar="N",
                             help="prune (relative entropy) to at most N n-grams in all")
     sp.add_argument("--out", help="ARPA file to write (default: stdout)")
+
+    sp = add("lm-eval", cmd_lm_eval, "perplexity and OOV rate of an ARPA LM on text (SRILM's ppl)",
+             "asr lm-eval data/local/lm.arpa data/librispeech/dev/text --kaldi-text")
+    sp.add_argument("lm", help="ARPA LM (up to 3-grams)")
+    sp.add_argument("text", help="one sentence per line (or a Kaldi text file with --kaldi-text)")
+    sp.add_argument("--kaldi-text", action="store_true", help="lines start with an utterance id")
+    sp.add_argument("--unk", default="<UNK>", help="the LM's unknown-word symbol")
+    sp.add_argument("--json", help="also write the figures here")
 
     sp = add("lm-text", cmd_lm_text, "LM training sentences from a tar of Project Gutenberg books (LibriSpeech style)",
              "asr lm-text ../shared/corpora/gutenberg_lm_text.tar.gz --out data/local/lm_text.txt")

@@ -168,3 +168,22 @@ def test_cli_writes_arpa_to_stdout(tmp_path):
     assert out.stdout.startswith("\\data\\\nngram 1=5\n") and "\\2-grams:" in out.stdout
     eos = next(l for l in out.stdout.splitlines() if l.split("\t")[1:2] == ["</s>"])
     assert math.isclose(float(eos.split()[0]), estimate(SENTS, 2, "wb").to_grams()[("</s>",)][0], abs_tol=1e-6)
+
+
+def test_perplexity_by_hand_and_oovs(tmp_path):
+    """asr lm-eval's figures for a hand-made bigram: every token's probability by the ARPA
+    rules, </s> included; an unknown word maps to <UNK> when the LM has one, else is skipped."""
+    from asr.lang.arpa_scorer import ArpaScorer, perplexity
+
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-0.5\t</s>\n-99\t<s>\t-0.2\n-0.4\tX\t-0.1\n"
+                    "-0.6\tY\n\n\\2-grams:\n-0.1\t<s> X\n-0.3\tX Y\n\n\\end\\\n")
+    lm = ArpaScorer(arpa)
+    r = perplexity(lm, [["X", "Y"], ["Y"]])
+    # X Y </s>: -0.1, -0.3, bo(Y)=0 + -0.5 | Y </s>: bo(<s>) -0.2 + -0.6, -0.5
+    logprob = -0.1 - 0.3 - 0.5 - 0.8 - 0.5
+    assert r["logprob"] == pytest.approx(logprob) and r["words"] == 3 and r["oovs"] == 0
+    assert r["ppl"] == pytest.approx(10 ** (-logprob / 5))
+    skipped = perplexity(lm, [["X", "ZZZ", "Y"]])  # no <UNK>: ZZZ skipped, Y starts afresh (unigram)
+    assert skipped["oovs"] == 1 and skipped["oov_rate"] == pytest.approx(100 / 3)
+    assert skipped["logprob"] == pytest.approx(-0.1 - 0.6 - 0.5)

@@ -7,6 +7,7 @@ from typing import Callable
 
 from asr.corpora.an4 import prepare_an4
 from asr.corpora.fsdd import prepare_fsdd
+from asr.corpora.librispeech import prepare_librispeech
 from asr.corpora.yesno import prepare_yesno
 from asr.datadir import DataDir
 from asr.utils import AsrError
@@ -15,6 +16,7 @@ PREPARERS: dict[str, Callable[..., dict[str, DataDir]]] = {
     "yesno": prepare_yesno,
     "an4": prepare_an4,
     "fsdd": prepare_fsdd,
+    "librispeech": prepare_librispeech,
 }
 
 
@@ -28,4 +30,4 @@ def prepare_corpus(
     return PREPARERS[name](Path(out_dir), mirror=mirror, **kwargs)
 
 
-__all__ = ["PREPARERS", "prepare_corpus", "prepare_an4", "prepare_fsdd", "prepare_yesno"]
+__all__ = ["PREPARERS", "prepare_corpus", "prepare_an4", "prepare_fsdd", "prepare_librispeech", "prepare_yesno"]

@@ -16,135 +16,16 @@ few thousandths per word.)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numba
 import numpy as np
 from numba import types
 from numba.typed import Dict
 
 from asr.decode.lattice import Lattice
-from asr.lang.arpa import BOS, EOS, LN10
-from asr.lang.lexicon import SymbolTable
-from asr.utils import AsrError, read_utf8
+from asr.lang.arpa_scorer import ArpaScorer, _word_cost
+from asr.utils import AsrError
 
-BITS = 21  # bits per word id in an n-gram key (2M words; 3 words fit an int64)
 _STATE = types.UniTuple(types.int64, 3)  # (lattice node, word before last, last word)
-
-
-class ArpaScorer:
-    """An ARPA LM as sorted key arrays over a word table's ids, for compiled lookups.
-
-    Word ids are ``words.txt``'s; ``<s>`` and ``</s>`` get the two ids after the last word.
-    n-grams with a word outside the table are dropped: no lattice path can use them, and
-    the back-off weights of the histories that remain do not depend on them.
-
-    Attributes:
-        order: highest n.
-        keys, cost, bow: per order (index k - 1): sorted int64 keys, -ln p, -ln back-off (0: none).
-    """
-
-    def __init__(self, path: str | Path, words: SymbolTable):
-        path = Path(path)
-        if not path.exists():
-            raise AsrError(f"missing language model {path}")
-        self.bos, self.eos = len(words), len(words) + 1
-        ids = {w: i for i, w in enumerate(words.symbols)}
-        ids[BOS], ids[EOS] = self.bos, self.eos
-        rows: dict[int, tuple[list[int], list[float], list[float]]] = {}
-        n = 0
-        started = False
-        for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
-            line = line.strip()
-            if not started:
-                started = line == "\\data\\"
-                continue
-            if not line or line.startswith("ngram "):
-                continue
-            if line == "\\end\\":
-                break
-            if line.startswith("\\") and line.endswith("-grams:"):
-                n = int(line[1:-7])
-                rows.setdefault(n, ([], [], []))
-                continue
-            parts = line.split()
-            if n == 0 or len(parts) < n + 1:
-                raise AsrError(f"{path}:{lineno}: malformed n-gram line {line[:80]!r}")
-            try:
-                key = 0
-                for w in parts[1:n + 1]:
-                    key = (key << BITS) | ids[w]
-            except KeyError:
-                continue
-            try:
-                r = rows[n]
-                r[0].append(key)
-                r[1].append(-float(parts[0]) * LN10)
-                r[2].append(-float(parts[n + 1]) * LN10 if len(parts) > n + 1 else 0.0)
-            except ValueError:
-                raise AsrError(f"{path}:{lineno}: malformed n-gram line {line[:80]!r}") from None
-        if not started or not rows:
-            raise AsrError(f"{path}: not an ARPA file (no \\data\\ section with n-grams)")
-        self.order = max(rows)
-        if self.order > 3:
-            raise AsrError(f"{path}: rescoring supports LMs up to 3-grams, this one is a {self.order}-gram")
-        self.keys, self.cost, self.bow = [], [], []
-        for k in range(1, self.order + 1):
-            kk, cc, bb = (np.array(x) for x in rows.get(k, ([], [], [])))
-            o = np.argsort(kk.astype(np.int64), kind="stable")
-            self.keys.append(kk.astype(np.int64)[o])
-            self.cost.append(cc.astype(np.float64)[o])
-            self.bow.append(bb.astype(np.float64)[o])
-        while len(self.keys) < 3:  # pad to three orders for the compiled lookup
-            self.keys.append(np.zeros(0, dtype=np.int64))
-            self.cost.append(np.zeros(0))
-            self.bow.append(np.zeros(0))
-        if not np.isin(self.eos, self.keys[0]):
-            raise AsrError(f"{path}: no unigram for </s>")
-
-    def arrays(self):
-        return (self.keys[0], self.cost[0], self.bow[0], self.keys[1], self.cost[1], self.bow[1],
-                self.keys[2], self.cost[2])
-
-    def sentence_cost(self, word_ids: list[int]) -> float:
-        """-ln P(words </s> | <s>) (for tests and checks)."""
-        h1, h2, total = self.bos, -1, 0.0
-        for w in list(word_ids) + [self.eos]:
-            total += _word_cost(*self.arrays(), h2, h1, w)
-            h2, h1 = h1, w
-        return total
-
-
-@numba.njit(cache=True)
-def _find(keys, key):
-    i = np.searchsorted(keys, key)
-    if i < len(keys) and keys[i] == key:
-        return i
-    return -1
-
-
-@numba.njit(cache=True)
-def _word_cost(k1, c1, b1, k2, c2, b2, k3, c3, h2, h1, w):
-    """-ln p(w | h2 h1) by the ARPA back-off rule (h2 = -1: a one-word history)."""
-    cost = 0.0
-    if h2 >= 0 and len(k3):
-        i = _find(k3, (h2 << (2 * 21)) | (h1 << 21) | w)
-        if i >= 0:
-            return c3[i]
-        j = _find(k2, (h2 << 21) | h1)
-        if j >= 0:
-            cost += b2[j]
-    if h1 >= 0 and len(k2):
-        i = _find(k2, (h1 << 21) | w)
-        if i >= 0:
-            return cost + c2[i]
-        j = _find(k1, h1)
-        if j >= 0:
-            cost += b1[j]
-    i = _find(k1, w)
-    if i < 0:
-        return np.inf
-    return cost + c1[i]
 
 
 @numba.njit(cache=True)

@@ -9,8 +9,9 @@ words of letters and apostrophes, no punctuation. A book becomes such sentences:
 * each sentence is upper-cased, hyphens and dashes become spaces, every character other
   than a letter or an apostrophe ends a word; apostrophes at a word's edges are dropped
   (quotes), inside it they stay (DON'T, O'CLOCK);
-* a sentence with a digit is dropped (LibriSpeech spells numbers out; digits would have
-  to be verbalised first), and so is one of fewer than 2 words.
+* numbers are spelled out as LibriSpeech's readers say them (``asr.lang.numbers``: 150 ->
+  ONE HUNDRED AND FIFTY, 1861 -> EIGHTEEN SIXTY ONE, 21st -> TWENTY FIRST); a sentence
+  with digits left over (3/4, 2.5) is dropped, and so is one of fewer than 2 words.
 
 The archive is read member by member, so memory does not grow with it.
 """
@@ -22,11 +23,12 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from asr.lang.numbers import expand_numbers
 from asr.utils import AsrError
 
 _START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
 _END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
-_SENTENCE_END = re.compile(r"[.!?;:]+")
+_SENTENCE_END = re.compile(r"[!?;:]+|\.+(?!\d)")  # "2.5" is no sentence end
 _NON_WORD = re.compile(r"[^A-Z']+")
 
 
@@ -48,7 +50,9 @@ def book_sentences(text: str, min_words: int = 2) -> Iterator[str]:
         flat = " ".join(para.split())
         for sent in _SENTENCE_END.split(flat):
             if any(c.isdigit() for c in sent):
-                continue
+                sent = expand_numbers(sent)
+                if any(c.isdigit() for c in sent):
+                    continue
             up = sent.upper().replace("-", " ")
             words = [w.strip("'") for w in _NON_WORD.split(up)]
             words = [w for w in words if w]
