@@ -292,6 +292,54 @@ def cmd_lm(a: argparse.Namespace) -> None:
     lm.write_arpa(a.out if a.out else sys.stdout)
 
 
+def cmd_g2p(a: argparse.Namespace) -> None:
+    from asr.lang.g2p import G2p, G2pConfig, cmudict_entries, train_g2p
+    from asr.lang.lexicon import Lexicon
+
+    if a.action == "train":
+        if a.dict:
+            lex = Lexicon.read(a.dict)
+            entries = [(w, p) for w, alts in lex.prons.items() for p in alts]
+        else:
+            entries = cmudict_entries()
+        opts = _load_section(a.config, "g2p", a.set)
+        train_g2p(entries, a.model, G2pConfig.from_dict(opts))
+        return
+    words = list(a.words)
+    if a.word_list:
+        words += [l.split()[0] for l in read_utf8(a.word_list).splitlines() if l.strip()]
+    if not words:
+        raise AsrError("give words to pronounce (arguments or --word-list FILE)")
+    g2p = G2p.load(a.model)
+    lines = [f"{w} {' '.join(p)}" for w, p in zip(words, g2p.pronounce(words))]
+    if a.out:
+        from asr.utils import write_text_atomic
+
+        write_text_atomic(a.out, "".join(l + "\n" for l in lines))
+    else:
+        print("\n".join(lines))
+
+
+def cmd_lexicon(a: argparse.Namespace) -> None:
+    from asr.corpora.download import write_lang_sources
+    from asr.datadir import read_text_file
+    from asr.lang.g2p import G2p, build_lexicon
+
+    words = [l.split()[0] for l in read_utf8(a.vocab).splitlines() if l.strip()] if a.vocab else []
+    for t in a.text:
+        words += [w for ws in read_text_file(Path(t)).values() for w in ws]
+    words = [w for w in words if not w.startswith("<")]
+    if not words:
+        raise AsrError("no words: give --vocab and/or --text")
+    entries, counts = build_lexicon(words, G2p.load(a.g2p) if a.g2p else None)
+    entries.append(("<UNK>", ["SPN"]))
+    phones = sorted({p for _, pron in entries for p in pron} - {"SIL", "SPN"})
+    write_lang_sources(Path(a.out), entries, phones, silence_phones=("SIL", "SPN"))
+    log.info("lexicon %s: %d words (%d from CMUdict, %d by G2P, %d without a pronunciation), %d entries, %d phones",
+             Path(a.out) / "lexicon.txt", counts["words"], counts["cmudict"], counts["g2p"],
+             counts["without_pronunciation"], len(entries), len(phones))
+
+
 def cmd_lm_eval(a: argparse.Namespace) -> None:
     import json
 
@@ -652,6 +700,25 @@ def build_parser() -> argparse.ArgumentParser:
     prune_opts.add_argument("--max-ngrams", type=positive_int, metavar="N",
                             help="prune (relative entropy) to at most N n-grams in all")
     sp.add_argument("--out", help="ARPA file to write (default: stdout)")
+
+    sp = add("g2p", cmd_g2p, "train a grapheme-to-phoneme model (CMUdict by default), or pronounce words with one",
+             "asr g2p train exp/g2p   |   asr g2p apply exp/g2p TOLKIEN HOGWARTS   |   "
+             "asr g2p apply exp/g2p --word-list oov.txt --out oov_lexicon.txt")
+    sp.add_argument("action", choices=["train", "apply"])
+    sp.add_argument("model", help="G2P model dir (written by train, read by apply)")
+    sp.add_argument("words", nargs="*", help="apply: words to pronounce")
+    sp.add_argument("--dict", help="train: a lexicon.txt to learn from (default: CMUdict, stress dropped)")
+    sp.add_argument("--word-list", help="apply: a file of words (first field per line)")
+    sp.add_argument("--out", help="apply: write WORD PHONES lines here instead of stdout")
+    config_opts(sp)
+
+    sp = add("lexicon", cmd_lexicon, "a dict dir (lexicon.txt, phone lists) from CMUdict plus a G2P for other words",
+             "asr lexicon --vocab ../shared/corpora/librispeech-vocab.txt --text data/librispeech/train/text "
+             "--g2p exp/g2p --out data/librispeech/local/dict")
+    sp.add_argument("--vocab", help="word list (first field per line)")
+    sp.add_argument("--text", action="append", default=[], help="Kaldi text file whose words must be covered")
+    sp.add_argument("--g2p", help="G2P model dir for words CMUdict lacks (without: they are left out)")
+    sp.add_argument("--out", required=True, help="dict dir to write")
 
     sp = add("lm-eval", cmd_lm_eval, "perplexity and OOV rate of an ARPA LM on text (SRILM's ppl)",
              "asr lm-eval data/local/lm.arpa data/librispeech/dev/text --kaldi-text")
