@@ -255,3 +255,32 @@ def test_repeated_tokens_need_a_blank_in_the_graph():
 
     assert words([0, n, ow, ow, 0]) == ["NO"]
     assert words([0, n, ow, 0, ow, 0]) == ["NO", "O"]
+
+
+def test_long_files_are_searched_in_chunks(tmp_path):
+    """A recording over LONG_FILE_SECONDS goes through the chunked path: one result whose
+    tokens are the chunks' own greedy outputs in order; n-best lists are refused for it."""
+    import soundfile as sf
+
+    from asr.audio import LONG_FILE_SECONDS, read_audio_chunks
+    from asr.decode.ctc_run import _search, search_files
+    from asr.features import compute_features, transform
+
+    lang, tokens, hmm = _tiny_ctc_system()
+    torch.manual_seed(0)
+    net = CtcNet(CtcNetConfig(num_layers=1, hidden_dim=8), 4, len(tokens)).eval()
+    model = CtcModel(net=net, tokens=tokens, feature=FeatureConfig(kind="fbank", num_mel_bins=4, sample_rate=8000),
+                     pipeline=FeaturePipeline(delta_order=0), **hmm)
+    model.save(tmp_path / "ctc")
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.normal(size=int(8000 * (LONG_FILE_SECONDS + 10)))).astype(np.float32)
+    audio[8000 * 30: 8000 * 31] = 0.0  # a pause to cut at
+    sf.write(tmp_path / "long.wav", audio, 8000)
+    out = search_files(tmp_path / "ctc", [str(tmp_path / "long.wav")])
+    expected = []
+    for _, samples in read_audio_chunks(str(tmp_path / "long.wav"), 8000):
+        f = transform(compute_features(samples, model.feature), model.pipeline)
+        expected += list(_search(model, {"c": f}, "greedy", 8, 1, "x").values())[0][0][0]
+    assert out[str(tmp_path / "long.wav")][0][0] == expected
+    with pytest.raises(AsrError, match="n-best lists are not made for long files"):
+        search_files(tmp_path / "ctc", [str(tmp_path / "long.wav")], search="prefix", nbest=2)

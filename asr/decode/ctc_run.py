@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from asr.decode.ctc_search import greedy_search, prefix_beam_nbest
 from asr.acoustic import features_for_files, frame_shift_s, load_model
-from asr.decode.run import write_decode_outputs
+from asr.decode.run import _is_long, write_decode_outputs
 from asr.features import load_features
 from asr.score import ErrorCounts, read_text, score_texts
 from asr.utils import AsrError, ensure_dir
@@ -52,7 +52,34 @@ def search_files(model_dir: str | Path, paths: list[str], search: str = "greedy"
     ``nbest`` best of each (greedy: one) with their log-probabilities. With ``scp_entries``
     the paths are wav.scp values (commands allowed)."""
     model = load_model(model_dir, device)
-    return _search(model, features_for_files(model, paths, scp_entries), search, beam, nbest, search)
+    out = {}
+    for p in paths:
+        if not scp_entries and _is_long(p):
+            out[p] = _search_long_file(model, p, search, beam, nbest)
+        else:
+            out.update(_search(model, features_for_files(model, [p], scp_entries), search, beam, nbest, search))
+    return out
+
+
+def _search_long_file(model, path: str, search: str, beam: int, nbest: int) -> list[tuple[list[str], float]]:
+    """A long recording searched chunk by chunk (cut in pauses, as the graph decoder does), so
+    memory does not grow with its duration; the chunks' best outputs are joined (one result:
+    an n-best list of a whole long file would be the chunks' lists multiplied out)."""
+    from asr.audio import read_audio_chunks
+    from asr.features import compute_features, transform
+
+    if nbest > 1:
+        raise AsrError(f"{path}: n-best lists are not made for long files searched in chunks")
+    units, score = [], 0.0
+    for start, samples in read_audio_chunks(path, model.feature.sample_rate):
+        raw = compute_features(samples, model.feature)
+        if raw.shape[0] == 0:
+            continue
+        (result,) = _search(model, {f"{path} at {start:.1f} s": transform(raw, model.pipeline)}, search, beam, 1,
+                            search).values()
+        units += result[0][0]
+        score += result[0][1]
+    return [(units, score)]
 
 
 def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, search: str = "greedy",

@@ -220,15 +220,17 @@ def train_g2p(entries: list[tuple[str, list[str]]], out_dir: str | Path, cfg: G2
                         "seconds": round(time.time() - t0, 1)})
         log.info("g2p epoch %d: loss %.4f, dev PER %.2f%% WER %.2f%% (%.0f s)", epoch, total / len(train),
                  dev_rates["per"], dev_rates["wer"], time.time() - t0)
+        info = {"train_words": len({w for w, _ in train}), "dev_words": len({w for w, _ in dev}), "history": history}
         if dev_rates["per"] < best_per:
+            # The best epoch so far is a usable model already: a long training can be stopped.
             best_per = dev_rates["per"]
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            model.save(out_dir, {**info, "best_epoch": epoch})
     net.load_state_dict(best_state)
     net.eval()
     test_rates = error_rates(model, test)
-    info = {"train_words": len({w for w, _ in train}), "dev_words": len({w for w, _ in dev}),
-            "test": test_rates, "history": history}
-    model.save(out_dir, info)
+    model.save(out_dir, {**info, "best_epoch": int(np.argmin([h["dev_per"] for h in history])) + 1,
+                         "test": test_rates})
     log.info("g2p: test PER %.2f%%, WER %.2f%% on %d held-out words; model in %s", test_rates["per"],
              test_rates["wer"], test_rates["words"], out_dir)
     return test_rates
