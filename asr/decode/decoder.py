@@ -171,6 +171,34 @@ def _heap_pop(keys, vals, size):
     return val, size
 
 
+@numba.njit(cache=True, inline="always")
+def _arrive(tok_state, tok_frame, tok_cost, tok_of_state, n_tok, d, frame, new):
+    """The token of state ``d`` in ``frame``: created with cost ``new``, or relaxed to it if cheaper.
+    Returns the (possibly grown) token arrays, the token count, the token and whether it is new."""
+    j = tok_of_state[d]
+    if j >= 0:
+        if new < tok_cost[j]:
+            tok_cost[j] = new
+        return tok_state, tok_frame, tok_cost, n_tok, j, False
+    if n_tok + 1 > len(tok_state):
+        tok_state = _grow_int(tok_state, n_tok + 1)
+        tok_frame = _grow_int(tok_frame, n_tok + 1)
+        tok_cost = _grow_int(tok_cost, n_tok + 1)
+    tok_state[n_tok], tok_frame[n_tok], tok_cost[n_tok] = d, frame, new
+    tok_of_state[d] = n_tok
+    return tok_state, tok_frame, tok_cost, n_tok + 1, n_tok, True
+
+
+@numba.njit(cache=True, inline="always")
+def _link(links, n_link, k, j, lab, word, gc, ac):
+    """Append the forward link k -> j (graph label, word, graph cost, acoustic cost)."""
+    if n_link + 1 > links.shape[0]:
+        links = _grow_rows(links, n_link + 1)
+    links[n_link, 0], links[n_link, 1], links[n_link, 2] = k, j, lab
+    links[n_link, 3], links[n_link, 4], links[n_link, 5] = word, gc, ac
+    return links, n_link + 1
+
+
 @numba.njit(cache=True)
 def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, start, label_pdf, scores,
             acoustic_scale, beam, max_active, lattice_beam, word_penalty):
@@ -215,30 +243,15 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, st
                 if new > cutoff:
                     continue
                 d = dst[a]
-                j = tok_of_state[d]
-                if j < 0:
-                    if n_tok + 1 > len(tok_state):
-                        tok_state = _grow_int(tok_state, n_tok + 1)
-                        tok_frame = _grow_int(tok_frame, n_tok + 1)
-                        tok_cost = _grow_int(tok_cost, n_tok + 1)
-                    j = n_tok
-                    n_tok += 1
-                    tok_state[j], tok_frame[j], tok_cost[j] = d, t, new
-                    tok_of_state[d] = j
-                    if has_eps[d]:
-                        if hsize + 1 > len(heap_keys):
-                            heap_keys = _grow_int(heap_keys, hsize + 1)
-                            heap_vals = _grow_int(heap_vals, hsize + 1)
-                        hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
-                elif new < tok_cost[j]:
-                    tok_cost[j] = new
+                tok_state, tok_frame, tok_cost, n_tok, j, created = _arrive(
+                    tok_state, tok_frame, tok_cost, tok_of_state, n_tok, d, t, new)
+                if created and has_eps[d]:
+                    if hsize + 1 > len(heap_keys):
+                        heap_keys = _grow_int(heap_keys, hsize + 1)
+                        heap_vals = _grow_int(heap_vals, hsize + 1)
+                    hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
                 if new <= tok_cost[j] + lattice_beam:
-                    if n_link + 1 > links.shape[0]:
-                        links = _grow_rows(links, n_link + 1)
-                    links[n_link, 0], links[n_link, 1] = k, j
-                    links[n_link, 2], links[n_link, 3] = 0, olabel[a]
-                    links[n_link, 4], links[n_link, 5] = gc, 0.0
-                    n_link += 1
+                    links, n_link = _link(links, n_link, k, j, 0, olabel[a], gc, 0.0)
         hi = n_tok
         for k in range(lo, hi):
             tok_of_state[tok_state[k]] = -1
@@ -288,26 +301,10 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, st
                     continue
                 if new + beam < next_cutoff:
                     next_cutoff = new + beam
-                d = dst[a]
-                j = tok_of_state[d]
-                if j < 0:
-                    if n_tok + 1 > len(tok_state):
-                        tok_state = _grow_int(tok_state, n_tok + 1)
-                        tok_frame = _grow_int(tok_frame, n_tok + 1)
-                        tok_cost = _grow_int(tok_cost, n_tok + 1)
-                    j = n_tok
-                    n_tok += 1
-                    tok_state[j], tok_frame[j], tok_cost[j] = d, t + 1, new
-                    tok_of_state[d] = j
-                elif new < tok_cost[j]:
-                    tok_cost[j] = new
+                tok_state, tok_frame, tok_cost, n_tok, j, _ = _arrive(
+                    tok_state, tok_frame, tok_cost, tok_of_state, n_tok, dst[a], t + 1, new)
                 if new <= tok_cost[j] + lattice_beam:
-                    if n_link + 1 > links.shape[0]:
-                        links = _grow_rows(links, n_link + 1)
-                    links[n_link, 0], links[n_link, 1] = k, j
-                    links[n_link, 2], links[n_link, 3] = lab, olabel[a]
-                    links[n_link, 4], links[n_link, 5] = gc, ac
-                    n_link += 1
+                    links, n_link = _link(links, n_link, k, j, lab, olabel[a], gc, ac)
         if hi == n_tok:
             return t, tok_state, tok_frame, n_tok, links, n_link
         lo = hi
