@@ -1,21 +1,5 @@
-"""The dict-of-tuples n-gram estimator asr shipped before the array one: the tests' reference.
-
-Two smoothing methods, both *interpolated* and then written in back-off form (as SRILM's
-``-interpolate`` does), so any ARPA reader, ours and Kaldi's arpa2fst included, reads them:
-
-    p(w | h) = alpha(h w) + gamma(h) * p(w | h')        h' = h without its oldest word
-
-* Kneser-Ney: alpha = max(c(h w) - D, 0) / c(h), gamma = D * N1+(h .) / c(h), with one
-  discount per order, D = n1 / (n1 + 2 n2) (Ney's estimate from the count-of-counts);
-  lower orders count *continuations* N1+(. w) rather than occurrences (n-grams that begin
-  with ``<s>`` have no left context and keep their counts).
-* Witten-Bell: alpha = c(h w) / (c(h) + N1+(h .)), gamma = N1+(h .) / (c(h) + N1+(h .)).
-
-The unigram level is interpolated with a uniform distribution over the vocabulary (plus
-``</s>``), so every word has a non-zero probability. For an interpolated model the
-back-off weight of a history is exactly gamma(h): the mass the seen words leave over,
-divided by the lower-order mass of the unseen ones, is gamma(h) (1 - S) / (1 - S).
-"""
+"""The dict-of-tuples n-gram estimator asr shipped before the array one (``asr.lang.ngram``,
+whose docstring gives the formulas): the reference the tests compare with."""
 
 from __future__ import annotations
 

@@ -41,17 +41,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class DecodingGraph:
-    """HCLG as arrays, plus what the decoder needs to score its labels.
+class DecodingGraph(Fst):
+    """HCLG as an :class:`~asr.graph.fst.Fst` (input labels are graph labels, 0 = epsilon
+    consuming no frame; output labels word ids; weights LM, pronunciation and silence
+    costs), plus what the decoder needs to score its labels.
 
     Attributes:
-        start: start state.
-        final: (N,) float32 final cost (+inf: not final).
-        arc_start: (N + 1,) int64 CSR offsets; arcs of a state are contiguous.
-        ilabel: (E,) int32 graph label (0 = epsilon: consumes no frame).
-        olabel: (E,) int32 word id (0 = none).
-        weight: (E,) float32 graph cost (LM, pronunciation and silence costs).
-        dst: (E,) int32 destination state.
         label_tid: (num_labels + 1,) int32 transition id of each label (-1 for label 0).
         label_pdf: (num_labels + 1,) int32 pdf scored by each label (-1 for label 0).
         eps_rank: (N,) int32 rank of each state in an order where every epsilon arc goes
@@ -60,25 +55,10 @@ class DecodingGraph:
         model_fingerprint: asr.model_dir.fingerprint() of the model the graph is for.
     """
 
-    start: int
-    final: np.ndarray
-    arc_start: np.ndarray
-    ilabel: np.ndarray
-    olabel: np.ndarray
-    weight: np.ndarray
-    dst: np.ndarray
-    label_tid: np.ndarray
-    label_pdf: np.ndarray
-    eps_rank: np.ndarray
+    label_tid: np.ndarray = None
+    label_pdf: np.ndarray = None
+    eps_rank: np.ndarray = None
     model_fingerprint: str = ""
-
-    @property
-    def num_states(self) -> int:
-        return len(self.final)
-
-    @property
-    def num_arcs(self) -> int:
-        return len(self.dst)
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
