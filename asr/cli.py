@@ -346,8 +346,10 @@ def cmd_lm_eval(a: argparse.Namespace) -> None:
     from asr.datadir import read_text_file
     from asr.lang.arpa_scorer import ArpaScorer, perplexity
 
+    from asr.lang.ngram import iter_text_sentences
+
     path = Path(a.text)
-    sentences = read_text_file(path).values() if a.kaldi_text else iter_sentences(path)
+    sentences = read_text_file(path).values() if a.kaldi_text else iter_text_sentences([path])
     r = perplexity(ArpaScorer(a.lm), sentences, a.unk)
     print(f"{a.text}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs ({r['oov_rate']:.2f}%)")
     print(f"logprob= {r['logprob']:.2f} ppl= {r['ppl']:.2f}")
@@ -355,12 +357,6 @@ def cmd_lm_eval(a: argparse.Namespace) -> None:
         from asr.utils import write_text_atomic
 
         write_text_atomic(a.json, json.dumps(r, indent=1) + "\n")
-
-
-def iter_sentences(path: Path):
-    from asr.lang.ngram import iter_text_sentences
-
-    return iter_text_sentences([path])
 
 
 def cmd_lm_text(a: argparse.Namespace) -> None:

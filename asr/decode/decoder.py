@@ -53,6 +53,7 @@ class DecodeResult:
         reached_final: False when no final state was alive at the last frame (the best
             partial path is returned).
         lattice: the pruned state-level lattice.
+        path: arc indices of the best path in ``lattice``.
     """
 
     word_ids: list[int]
@@ -61,6 +62,7 @@ class DecodeResult:
     cost: float
     reached_final: bool
     lattice: Lattice
+    path: np.ndarray
 
 
 class Decoder:
@@ -78,6 +80,11 @@ class Decoder:
         # States with epsilon arcs: the only tokens the per-frame epsilon closure must visit.
         self.has_eps = np.zeros(graph.num_states, dtype=bool)
         self.has_eps[np.repeat(np.arange(graph.num_states), np.diff(graph.arc_start))[graph.ilabel == 0]] = True
+        # Per graph, not per utterance: the search leaves its state -> token map all -1 when
+        # it returns, so one map (and one float64 copy of the final costs) serves every call.
+        self.final = graph.final.astype(np.float64)
+        self.tok_of_state = np.full(graph.num_states, -1, dtype=np.int64)
+        self.max_pdf = int(graph.label_pdf[1:].max()) if len(graph.label_pdf) > 1 else -1
 
     def decode(self, scores: np.ndarray) -> DecodeResult:
         """Best path and lattice for one utterance.
@@ -90,18 +97,19 @@ class Decoder:
         T = scores.shape[0]
         if T == 0:
             raise AsrError("cannot decode an utterance with no frames")
-        if scores.ndim != 2 or (len(g.label_pdf) > 1 and g.label_pdf[1:].max() >= scores.shape[1]):
+        if scores.ndim != 2 or self.max_pdf >= scores.shape[1]:
             raise AsrError(f"acoustic scores have {scores.shape[-1]} pdfs, fewer than the graph uses")
         if not np.isfinite(scores).all():
             bad = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
             raise AsrError(f"acoustic scores are NaN or infinite from frame {bad} on (a damaged model or input)")
-        out = _search(g.arc_start, g.ilabel, g.olabel, self.arc_graph_cost, g.dst, g.final.astype(np.float64),
-                      g.eps_rank, self.has_eps, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam, c.max_active,
-                      c.lattice_beam, c.word_penalty)
+        out = _search(g.arc_start, g.ilabel, g.olabel, self.arc_graph_cost, g.dst, self.final, g.eps_rank,
+                      self.has_eps, self.tok_of_state, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam,
+                      c.max_active, c.lattice_beam, c.word_penalty)
         status, tok_state, tok_frame, n_tok, links, n_link = out
         if status >= 0:
+            self.tok_of_state[:] = -1  # defensive: the map must be clean for the next call
             raise AsrError(f"all tokens died at frame {status}; the graph has no way forward")
-        lat, reached = lattice_from_tokens(tok_state[:n_tok], tok_frame[:n_tok], links[:n_link], g.final,
+        lat, reached = lattice_from_tokens(tok_state[:n_tok], tok_frame[:n_tok], links[:n_link], self.final,
                                            g.eps_rank, g.label_tid, g.label_pdf, T, c.acoustic_scale,
                                            c.word_penalty, c.lattice_beam)
         return result_from_lattice(lat, c.acoustic_scale, c.word_penalty, reached)
@@ -114,7 +122,7 @@ def result_from_lattice(lat: Lattice, acoustic_scale: float, word_penalty: float
     emitting = path[lat.ilabel[path] > 0]
     pdfs = lat.pdf[emitting] if lat.pdf is not None else np.full(len(emitting), -1, dtype=np.int32)
     return DecodeResult(lat.words(path), lat.ilabel[emitting] - 1, pdfs,
-                        lat.path_cost(path, acoustic_scale, word_penalty), reached_final, lat)
+                        lat.path_cost(path, acoustic_scale, word_penalty), reached_final, lat, path)
 
 
 # -- the compiled search ---------------------------------------------------------------------
@@ -200,16 +208,14 @@ def _link(links, n_link, k, j, lab, word, gc, ac):
 
 
 @numba.njit(cache=True)
-def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, start, label_pdf, scores,
+def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, tok_of_state, start, label_pdf, scores,
             acoustic_scale, beam, max_active, lattice_beam, word_penalty):
-    N = len(final)
     T = scores.shape[0]
     tok_state = np.empty(1024, dtype=np.int32)
     tok_frame = np.empty(1024, dtype=np.int32)
     tok_cost = np.empty(1024, dtype=np.float64)
     links = np.empty((4096, 6), dtype=np.float64)
     n_link = 0
-    tok_of_state = np.full(N, -1, dtype=np.int64)
     heap_keys = np.empty(1024, dtype=np.int64)
     heap_vals = np.empty(1024, dtype=np.int64)
 

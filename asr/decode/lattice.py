@@ -248,7 +248,8 @@ def lattice_from_tokens(tok_state: np.ndarray, tok_frame: np.ndarray, links: np.
     path are dropped, and so are the tokens left without links. With no final state alive
     at the last frame, every last-frame token may end (Kaldi's rule).
     """
-    out = _tokens_to_lattice(tok_state, tok_frame, links, final.astype(np.float64), eps_rank, label_tid, label_pdf,
+    out = _tokens_to_lattice(tok_state, tok_frame, links, np.asarray(final, dtype=np.float64), eps_rank,
+                             label_tid, label_pdf,
                              num_frames, acoustic_scale, word_penalty, lattice_beam)
     fin, src, dst, ilabel, olabel, gc, ac, pdf, reached = out
     return Lattice(fin, src, dst, ilabel, olabel, gc, ac, pdf), bool(reached)

@@ -101,11 +101,10 @@ def word_confidences(res: DecodeResult, acoustic_scale: float, word_penalty: flo
 
 
 def _to_hyp(res: DecodeResult, model, acoustic_scale: float, word_penalty: float, nbest: int = 1) -> Hypothesis:
-    """Words, frame spans and lattice confidences of a decode (and its n-best list)."""
+    """Words, frame spans and lattice confidences of a decode made at these scales (and its n-best list)."""
     from asr.decode.word_align import word_spans
 
-    lat = res.lattice
-    path = lat.best_path(acoustic_scale, word_penalty)
+    lat, path = res.lattice, res.path
     frames = lat.arc_frames()[path]
     label_frames = [int(f) for f, o in zip(frames, lat.olabel[path]) if o > 0]
     prons, silence = _pron_ids(model)

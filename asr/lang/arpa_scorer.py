@@ -11,9 +11,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from asr.lang.arpa import BOS, EOS, LN10
+from asr.lang.arpa import BOS, EOS, LN10, read_arpa
 from asr.lang.lexicon import SymbolTable
-from asr.utils import AsrError, read_utf8
+from asr.utils import AsrError
 
 BITS = 21  # bits per word id in an n-gram key (2M words; 3 words fit an int64)
 
@@ -42,44 +42,29 @@ class ArpaScorer:
             self.bos, self.eos = len(words), len(words) + 1
             ids = {w: i for i, w in enumerate(words.symbols)}
             ids[BOS], ids[EOS] = self.bos, self.eos
-        own = words is None
-        rows: dict[int, tuple[list[int], list[float], list[float]]] = {}
-        n = 0
-        started = False
-        for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
-            line = line.strip()
-            if not started:
-                started = line == "\\data\\"
-                continue
-            if not line or line.startswith("ngram "):
-                continue
-            if line == "\\end\\":
-                break
-            if line.startswith("\\") and line.endswith("-grams:"):
-                n = int(line[1:-7])
-                rows.setdefault(n, ([], [], []))
-                continue
-            parts = line.split()
-            if n == 0 or len(parts) < n + 1:
-                raise AsrError(f"{path}:{lineno}: malformed n-gram line {line[:80]!r}")
-            if own and n == 1 and parts[1] not in ids:
-                ids[parts[1]] = len(ids) + 1
+        lm = read_arpa(path)  # the one ARPA reader: its checks (counts, histories) apply here too
+        if words is None:
+            for w in lm.probs.get((), {}):
+                ids.setdefault(w, len(ids) + 1)
+        rows: dict[int, tuple[list[int], list[float], list[float]]] = {k: ([], [], []) for k in range(1, lm.order + 1)}
+        for h, dist in lm.probs.items():
             try:
-                key = 0
-                for w in parts[1:n + 1]:
-                    key = (key << BITS) | ids[w]
+                hkey = 0
+                for w in h:
+                    hkey = (hkey << BITS) | ids[w]
             except KeyError:
-                continue
-            try:
-                r = rows[n]
-                r[0].append(key)
-                r[1].append(-float(parts[0]) * LN10)
-                r[2].append(-float(parts[n + 1]) * LN10 if len(parts) > n + 1 else 0.0)
-            except ValueError:
-                raise AsrError(f"{path}:{lineno}: malformed n-gram line {line[:80]!r}") from None
-        if not started or not rows:
-            raise AsrError(f"{path}: not an ARPA file (no \\data\\ section with n-grams)")
-        self.order = max(rows)
+                continue  # a history with a word outside the table: no lattice path reaches it
+            r = rows[len(h) + 1]
+            for w, logp in dist.items():
+                wid = ids.get(w)
+                if wid is None:
+                    continue
+                r[0].append((hkey << BITS) | wid)
+                r[1].append(-logp)
+                r[2].append(-lm.backoffs.get(h + (w,), 0.0))
+        if not any(r[0] for r in rows.values()):
+            raise AsrError(f"{path}: no n-grams over the word table")
+        self.order = lm.order
         if self.order > 3:
             raise AsrError(f"{path}: rescoring supports LMs up to 3-grams, this one is a {self.order}-gram")
         self.keys, self.cost, self.bow = [], [], []

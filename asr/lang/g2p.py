@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.score import align_words
 from asr.utils import AsrError, Config, atomic_path, ensure_dir, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -151,16 +152,6 @@ def _encode(words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return letters, lengths
 
 
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def error_rates(g2p: G2p, entries: list[tuple[str, list[str]]]) -> dict:
     """Phone and word error rates against a dictionary; a word with several pronunciations
     counts as right if any matches (and its phone errors against the closest one)."""
@@ -171,8 +162,9 @@ def error_rates(g2p: G2p, entries: list[tuple[str, list[str]]]) -> dict:
     hyps = g2p.pronounce(words)
     errors = phones = wrong = 0
     for w, h in zip(words, hyps):
-        best = min(refs[w], key=lambda r: _edit_distance(h, r))
-        errors += _edit_distance(h, best)
+        dist = [sum(op != "C" for _, _, op in align_words(r, h)) for r in refs[w]]
+        best = refs[w][int(np.argmin(dist))]
+        errors += min(dist)
         phones += len(best)
         wrong += h not in refs[w]
     return {"words": len(words), "per": 100.0 * errors / max(phones, 1), "wer": 100.0 * wrong / max(len(words), 1)}
