@@ -91,9 +91,10 @@ def cmd_perturb_speed(a: argparse.Namespace) -> None:
 
 
 def cmd_subset_data(a: argparse.Namespace) -> None:
-    from asr.datadir import read_utt_list, subset_data_dir
+    from asr.datadir import read_utt_list, shortest_utts, subset_data_dir
 
-    subset_data_dir(a.data, read_utt_list(a.utt_list), a.out)
+    utts = shortest_utts(a.data, a.shortest) if a.shortest is not None else read_utt_list(a.utt_list)
+    subset_data_dir(a.data, utts, a.out)
 
 
 def cmd_train_mono(a: argparse.Namespace) -> None:
@@ -106,6 +107,19 @@ def cmd_train_tri(a: argparse.Namespace) -> None:
     from asr.gmm.train_tri import TriConfig, train_tri
 
     train_tri(a.data, a.lang, a.ali, a.out, TriConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
+def cmd_train_lda_mllt(a: argparse.Namespace) -> None:
+    from asr.gmm.train_lda_mllt import LdaMlltConfig, train_lda_mllt
+
+    train_lda_mllt(a.data, a.lang, a.ali, a.out, LdaMlltConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
+def cmd_train_sat(a: argparse.Namespace) -> None:
+    from asr.gmm.train_sat import SatConfig, train_sat
+
+    train_sat(a.data, a.lang, a.ali or f"{a.prev}/ali", a.prev, a.out,
+              SatConfig.from_dict(_load_section(a.config, a.section, a.set)))
 
 
 def cmd_train_dnn(a: argparse.Namespace) -> None:
@@ -570,7 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
              "asr subset-data data/an4/train_fbank data/an4/heldout_fbank --utt-list exp/an4/dnn/heldout_utts")
     sp.add_argument("data", help="source data dir")
     sp.add_argument("out", help="new data dir (its feats.scp points into the source's ark files)")
-    sp.add_argument("--utt-list", required=True, help="file with one utterance id per line")
+    which = sp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--utt-list", help="file with one utterance id per line")
+    which.add_argument("--shortest", type=int, metavar="N", help="the N utterances with the fewest frames "
+                       "(Kaldi's subset_data_dir.sh --shortest)")
 
     sp = add("train-mono", cmd_train_mono, "train a monophone GMM-HMM from a flat start",
              "asr train-mono --data data/train --lang data/lang --out exp/mono")
@@ -586,6 +603,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ali", required=True, help="alignment dir of the previous model (e.g. exp/mono/ali)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--section", default="tri1", help="config section with the options (default tri1)")
+    config_opts(sp)
+
+    sp = add("train-lda-mllt", cmd_train_lda_mllt, "train tri2: triphones on LDA+MLLT features (spliced MFCCs)",
+             "asr train-lda-mllt --data data/train --lang data/lang --ali exp/tri1/ali --out exp/tri2")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--lang", required=True)
+    sp.add_argument("--ali", required=True, help="alignment dir of the previous model (e.g. exp/tri1/ali)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--section", default="tri2", help="config section with the options (default tri2)")
+    config_opts(sp)
+
+    sp = add("train-sat", cmd_train_sat, "train tri3: speaker-adaptive training with per-speaker fMLLR",
+             "asr train-sat --data data/train --lang data/lang --prev exp/tri2 --out exp/tri3")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--lang", required=True)
+    sp.add_argument("--prev", required=True, help="the speaker-independent system to start from (e.g. exp/tri2)")
+    sp.add_argument("--ali", help="its alignment of --data (default PREV/ali)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--section", default="tri3", help="config section with the options (default tri3)")
     config_opts(sp)
 
     sp = add("train-dnn", cmd_train_dnn, "train a hybrid DNN (or TDNN) on the tied states of a GMM alignment",

@@ -290,6 +290,20 @@ def split_dev_speakers(src: str | os.PathLike, train_out: str | os.PathLike, dev
     return subset_data_dir(src, train_utts, train_out), subset_data_dir(src, dev_utts, dev_out)
 
 
+def shortest_utts(data_dir: str | os.PathLike, n: int) -> list[str]:
+    """The ``n`` utterances with the fewest feature frames (Kaldi's subset_data_dir.sh
+    --shortest: a flat start learns fastest from short utterances), ties by id."""
+    import kaldiio
+
+    scp = Path(data_dir) / "feats.scp"
+    if not scp.is_file():
+        raise AsrError(f"{data_dir}: missing feats.scp; run the features stage first")
+    frames = {u: m.shape[0] for u, m in kaldiio.load_scp(str(scp)).items()}
+    if n <= 0:
+        raise AsrError(f"--shortest needs a positive number of utterances, got {n}")
+    return sorted(sorted(frames), key=lambda u: frames[u])[:n]
+
+
 def read_utt_list(path: str | os.PathLike) -> list[str]:
     """Utterance ids, the first token of each non-blank line (Kaldi uttlist files)."""
     path = Path(path)

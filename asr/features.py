@@ -76,16 +76,25 @@ class FeaturePipeline(Config):
         cmvn: apply per-speaker (or per-utterance) mean normalisation.
         norm_vars: also normalise variances (Kaldi's ``--norm-vars``).
         delta_order: 0 none, 2 = deltas + delta-deltas (Kaldi's add-deltas).
-        splice: +-k context frames stacked (DNN input); 0 for none.
+        splice: +-k context frames stacked (DNN input, LDA); 0 for none.
+        projection: optional (D_out, D_in) matrix applied last (Kaldi's ``transform-feats
+            final.mat``: LDA+MLLT); rows of floats so that model.json stays plain JSON.
     """
 
     cmvn: bool = True
     norm_vars: bool = False
     delta_order: int = 2
     splice: int = 0
+    projection: list[list[float]] | None = None
 
     def output_dim(self, raw_dim: int) -> int:
+        if self.projection is not None:
+            return len(self.projection)
         return raw_dim * (self.delta_order + 1) * (2 * self.splice + 1)
+
+    def projection_matrix(self) -> np.ndarray | None:
+        """(D_out, D_in) float32 projection, or None."""
+        return None if self.projection is None else np.asarray(self.projection, dtype=np.float32)
 
 
 def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -283,5 +292,11 @@ def transform(feats: np.ndarray, pipeline: FeaturePipeline, cmvn_done: bool = Fa
     """Apply a pipeline to (T, D) raw features; without prior CMVN, per-utterance CMVN is used."""
     if pipeline.cmvn and not cmvn_done:
         feats = apply_cmvn(feats, cmvn_stats([feats]), pipeline.norm_vars)
-    feats = add_deltas(feats, pipeline.delta_order)
-    return splice_frames(feats, pipeline.splice)
+    feats = splice_frames(add_deltas(feats, pipeline.delta_order), pipeline.splice)
+    proj = pipeline.projection_matrix()
+    if proj is not None:
+        if proj.shape[1] != feats.shape[1]:
+            raise AsrError(f"the feature projection expects dimension {proj.shape[1]}, the spliced features "
+                           f"have {feats.shape[1]}")
+        feats = feats @ proj.T
+    return feats

@@ -15,6 +15,9 @@
 #   PREPARE_CMD  how stage 1 makes $(DATA)/{train,test,...} and the dict $(DATA)/local
 #                (default: `asr prepare $(CORPUS)`; recipes/TEMPLATE copies your own)
 #   LANG_DEPS    files the lang stage needs besides the data (e.g. an LM built from text)
+#   DICT_DIR     the dict dir the lang stage reads (default $(DATA)/local)
+#   MONO_SHORTEST  train mono on the N shortest utterances (Kaldi's --shortest subset), then
+#                  align all of TRAIN_SET with it for tri1 (empty: mono on all of it)
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
 #   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
 #   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
@@ -38,7 +41,7 @@ DATA_SUFFIX_ctc := _fbank
 NNET_DEVICE ?= $(DNN_DEVICE)
 MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: all data lang features mono tri1 nnet dnn ctc graph decode results clean 1 2 3 4 5 6 7 8 9
+.PHONY: all data lang features mono tri1 tri2 tri3 nnet dnn ctc graph decode results clean 1 2 3 4 5 6 7 8 9
 all: results
 
 PREPARE_CMD ?= $(ASR) prepare $(CORPUS) --out $(DATA) --work-dir $(DATA)/local $(MIRROR_OPT)
@@ -47,9 +50,10 @@ $(DATA)/.done.data:
 	$(PREPARE_CMD)
 	touch $@
 
+DICT_DIR ?= $(DATA)/local
 2 lang: $(DATA)/lang/.done
 $(DATA)/lang/.done: $(DATA)/.done.data $(LANG_DEPS)
-	$(ASR) lang --config $(CONF) --dict $(DATA)/local $(if $(LM),--lm $(LM)) --out $(DATA)/lang
+	$(ASR) lang --config $(CONF) --dict $(DICT_DIR) $(if $(LM),--lm $(LM)) --out $(DATA)/lang
 	touch $@
 
 3 features: $(DATA)/.done.features $(if $(filter dnn ctc,$(SYSTEMS)),$(DATA)/.done.fbank)
@@ -62,16 +66,49 @@ $(DATA)/.done.fbank: $(DATA)/.done.data
 	$(ASR) features --config $(CONF) --section fbank --suffix _fbank $(addprefix $(DATA)/,$(sort $(TRAIN_SET) $(TEST_SETS)))
 	touch $@
 
+ifneq ($(MONO_SHORTEST),)
+MONO_SET := $(TRAIN_SET)_$(MONO_SHORTEST)short
+MONO_ALI := $(EXP)/mono_ali
+$(DATA)/$(MONO_SET)/.done: $(DATA)/.done.features
+	$(ASR) subset-data $(DATA)/$(TRAIN_SET) $(DATA)/$(MONO_SET) --shortest $(MONO_SHORTEST)
+	touch $@
+$(MONO_ALI)/.done: $(EXP)/mono/.done.train
+	$(ASR) align $(EXP)/mono --data $(DATA)/$(TRAIN_SET) --out $(MONO_ALI)
+	touch $@
+MONO_DEPS := $(DATA)/$(MONO_SET)/.done
+TRI1_DEPS := $(MONO_ALI)/.done
+else
+MONO_SET := $(TRAIN_SET)
+MONO_ALI := $(EXP)/mono/ali
+endif
+
 4 mono: $(EXP)/mono/.done.train
-$(EXP)/mono/.done.train: $(DATA)/lang/.done $(DATA)/.done.features
-	$(ASR) train-mono --config $(CONF) --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang --out $(EXP)/mono
+$(EXP)/mono/.done.train: $(DATA)/lang/.done $(DATA)/.done.features $(MONO_DEPS)
+	$(ASR) train-mono --config $(CONF) --data $(DATA)/$(MONO_SET) --lang $(DATA)/lang --out $(EXP)/mono
 	touch $@
 
-# Triphones with tied states, from the monophone alignment ([tri1] section of conf.toml).
-5 tri1: $(EXP)/tri1/.done.train
-$(EXP)/tri1/.done.train: $(EXP)/mono/.done.train $(DATA)/lang/.done $(DATA)/.done.features
+# Triphones with tied states, from the monophone alignment ([tri1] section of conf.toml);
+# stage 5 also trains the other GMM systems of SYSTEMS (tri2, tri3).
+5: $(addsuffix /.done.train,$(addprefix $(EXP)/,tri1 $(filter tri2 tri3,$(SYSTEMS))))
+tri1: $(EXP)/tri1/.done.train
+$(EXP)/tri1/.done.train: $(EXP)/mono/.done.train $(DATA)/lang/.done $(DATA)/.done.features $(TRI1_DEPS)
 	$(ASR) train-tri --config $(CONF) --section tri1 --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang \
-	  --ali $(EXP)/mono/ali --out $(EXP)/tri1
+	  --ali $(MONO_ALI) --out $(EXP)/tri1
+	touch $@
+
+# LDA+MLLT triphones on spliced MFCCs, from the tri1 alignment ([tri2] section).
+tri2: $(EXP)/tri2/.done.train
+$(EXP)/tri2/.done.train: $(EXP)/tri1/.done.train $(DATA)/lang/.done $(DATA)/.done.features
+	$(ASR) train-lda-mllt --config $(CONF) --section tri2 --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang \
+	  --ali $(EXP)/tri1/ali --out $(EXP)/tri2
+	touch $@
+
+# Speaker-adaptive training with per-speaker fMLLR on tri2's features and alignment ([tri3]);
+# decoding it runs a speaker-independent pass, adapts to each speaker, and decodes again.
+tri3: $(EXP)/tri3/.done.train
+$(EXP)/tri3/.done.train: $(EXP)/tri2/.done.train $(DATA)/lang/.done $(DATA)/.done.features
+	$(ASR) train-sat --config $(CONF) --section tri3 --data $(DATA)/$(TRAIN_SET) --lang $(DATA)/lang \
+	  --prev $(EXP)/tri2 --out $(EXP)/tri3
 	touch $@
 
 # Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).

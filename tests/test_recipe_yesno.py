@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ASR
@@ -24,6 +25,17 @@ def test_yesno_recipe_zero_wer(yesno_run: Path) -> None:
     tri_wer = float((tri / "decode_test" / "wer.txt").read_text().split()[1])
     assert tri_wer <= 1.0, tri_wer
     assert "| tri1 | test |" in (tmp_path / "RESULTS.md").read_text()
+    # tri2 (LDA+MLLT) and tri3 (SAT): the projection lives in the pipeline, tri3 keeps its
+    # first-pass model and the training speaker's transform, and both decode as well as tri1.
+    tri2, tri3 = tmp_path / "exp" / "yesno" / "tri2", tmp_path / "exp" / "yesno" / "tri3"
+    proj = json.loads((tri2 / "model.json").read_text())["pipeline"]["projection"]
+    assert len(proj) == 40 and len(proj[0]) == 13 * 9
+    with np.load(tri3 / "model.npz") as z:
+        assert "si_means" in z.files and z["si_means"].shape[2] == 40
+    with np.load(tri3 / "fmllr_train.npz") as z:
+        assert z["transforms"].shape[1:] == (40, 41)
+    for sys_dir in (tri2, tri3):
+        assert float((sys_dir / "decode_test" / "wer.txt").read_text().split()[1]) <= 1.0
     # The hybrid DNN on tri1's tied states reaches 0.00% too (issue target).
     dnn_wer = (tmp_path / "exp" / "yesno" / "dnn" / "decode_test" / "wer.txt").read_text().splitlines()[0]
     assert dnn_wer == "%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]"

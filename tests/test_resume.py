@@ -1,5 +1,6 @@
 """A kill -9 in the middle of training, then the same command again, ends with the same
-model as an uninterrupted run (same seed, same threads): mono, tri1 and DNN."""
+model as an uninterrupted run (same seed, same threads): mono, tri1, tri2 (MLLT), tri3
+(fMLLR) and DNN."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def _same_arrays(a: Path, b: Path) -> None:
 def test_gmm_training_killed_and_rerun_gives_the_same_model(yesno_run: Path, tmp_path: Path) -> None:
     data, lang = yesno_run / "data" / "yesno" / "train", yesno_run / "data" / "yesno" / "lang"
     for name, extra in [("mono", ["train-mono"]),
-                        ("tri1", ["train-tri", "--section", "tri1", "--ali", yesno_run / "exp" / "yesno" / "mono" / "ali"])]:
+                        ("tri1", ["train-tri", "--section", "tri1", "--ali", yesno_run / "exp" / "yesno" / "mono" / "ali"]),
+                        ("tri2", ["train-lda-mllt", "--ali", yesno_run / "exp" / "yesno" / "tri1" / "ali"]),
+                        ("tri3", ["train-sat", "--prev", yesno_run / "exp" / "yesno" / "tri2"])]:
         def cmd(out: Path) -> list:
             return [ASR, *extra, "--config", CONF, "--data", data, "--lang", lang, "--out", out]
 

@@ -186,17 +186,31 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
             if p in long:
                 hyp = decode_long_file(model, dec, p)
             else:
-                scores = model.scores(features_for_files(model, [p], scp_entries)[p])
+                scores = _file_scores(model, dec, features_for_files(model, [p], scp_entries)[p], p)
                 hyp = _to_hyp(_decode_one(dec, scores, p), model, acs, pen, nbest)
             bar.update(1)
             yield p, hyp
     else:
-        scores = {p: model.scores(f) for p, f in features_for_files(model, paths, scp_entries).items()}
+        feats = features_for_files(model, paths, scp_entries)
+        if getattr(model, "speaker_adaptive", False):  # every file is its own speaker
+            si_model = model.first_pass()
+            si = decode_scores(graph, model.trans.log_probs, {p: si_model.scores(f) for p, f in feats.items()}, cfg, nj)
+            feats, _ = model.adapt(feats, {p: r.pdfs for p, r in si.items()}, {p: p for p in feats})
+        scores = {p: model.scores(f) for p, f in feats.items()}
         res = decode_scores(graph, model.trans.log_probs, scores, cfg, nj)
         for p in paths:
             bar.update(1)
             yield p, _to_hyp(res[p], model, acs, pen, nbest)
     bar.close()
+
+
+def _file_scores(model, dec: Decoder, feats: np.ndarray, name: str) -> np.ndarray:
+    """(T, pdfs) scores of one file or chunk; a SAT model first decodes it speaker-independently
+    and adapts to it (the file is its own speaker)."""
+    if getattr(model, "speaker_adaptive", False):
+        first = _decode_one(dec, model.first_pass().scores(feats), name)
+        feats = model.adapt({name: feats}, {name: first.pdfs}, {name: name})[0][name]
+    return model.scores(feats)
 
 
 def _is_long(path: str) -> bool:
@@ -217,8 +231,9 @@ def decode_long_file(model, dec: Decoder, path: str, chunk_seconds: float = 30.0
         raw = compute_features(samples, model.feature)
         if raw.shape[0] == 0:
             continue  # a sliver shorter than one frame at the very end
-        scores = model.scores(transform(raw, model.pipeline))
-        hyp = _to_hyp(_decode_one(dec, scores, f"{path} at {start:.1f} s"), model, dec.cfg.acoustic_scale,
+        name = f"{path} at {start:.1f} s"
+        scores = _file_scores(model, dec, transform(raw, model.pipeline), name)
+        hyp = _to_hyp(_decode_one(dec, scores, name), model, dec.cfg.acoustic_scale,
                       dec.cfg.word_penalty)
         offset = int(round(start / shift))
         joined.words += hyp.words
@@ -296,16 +311,26 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     has_ref = (data_dir / "text").exists()
     t0 = time.time()
     feats = load_features(data_dir, model.pipeline)
-    scores = {u: model.scores(f) for u, f in feats.items()}
-    t_scores = time.time() - t0
     model_fp = models_fingerprint(model_dir)
     cfgs = _configs(grid, tune_on, model.decoder, model_fp)
     if len(cfgs) > 1 and not has_ref:
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     search_cfg = cfgs[len(cfgs) // 2]
+    t_search = 0.0
+    if getattr(model, "speaker_adaptive", False):
+        # Kaldi's decode_fmllr.sh: a speaker-independent pass, one fMLLR transform per
+        # speaker from its best paths, then the adapted pass whose lattices are scored.
+        si_model = model.first_pass()
+        t1 = time.time()
+        si = decode_scores(graph, model.trans.log_probs, {u: si_model.scores(f) for u, f in feats.items()}, search_cfg,
+                           nj, desc=f"decode {data_dir.name} (speaker-independent pass)")
+        t_search += time.time() - t1
+        feats, _ = model.adapt(feats, {u: r.pdfs for u, r in si.items()}, data.utt2spk)
+    scores = {u: model.scores(f) for u, f in feats.items()}
+    t_scores = time.time() - t0 - t_search
     t1 = time.time()
     first = decode_scores(graph, model.trans.log_probs, scores, search_cfg, nj, desc=f"decode {data_dir.name}")
-    t_search = time.time() - t1
+    t_search += time.time() - t1
     not_final = {u for u, r in first.items() if not r.reached_final}
     if not_final:
         log.warning("%d utterance(s) reached no final state; their best partial paths are used: %s",

@@ -133,26 +133,31 @@ class DiagGmmSet:
         return ll + lw[None]
 
     # --- EM ---------------------------------------------------------------------------
-    def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray) -> GmmStats:
+    def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None) -> GmmStats:
         """Viterbi-EM statistics: each frame belongs to one pdf, soft over its components.
 
         Args:
             feats: (N, D) frames, all utterances concatenated.
             pdf_ids: (N,) the pdf each frame is aligned to.
+            stats_feats: optional (N, D') other features of the same frames whose statistics
+                are gathered with ``feats``' posteriors (Kaldi's gmm-acc-stats-twofeats:
+                the speaker-independent model of a SAT system).
         """
-        P, M, D = self.means.shape
+        P, M, _ = self.means.shape
+        D = feats.shape[1] if stats_feats is None else stats_feats.shape[1]
         stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
         order = np.argsort(pdf_ids, kind="stable")
         bounds = np.searchsorted(pdf_ids[order], np.arange(P + 1))
         x_all = feats[order].astype(np.float64)
+        s_all = x_all if stats_feats is None else stats_feats[order].astype(np.float64)
         for p in range(P):
-            x = x_all[bounds[p]:bounds[p + 1]]
+            x, xs = x_all[bounds[p]:bounds[p + 1]], s_all[bounds[p]:bounds[p + 1]]
             if len(x) == 0:
                 continue
             # Chunk so a pdf with very many frames does not build a huge (n, M, D) array.
             for start in range(0, len(x), 20000):
-                xc = x[start:start + 20000]
-                ll = self._component_loglik(p, xc)
+                ll = self._component_loglik(p, x[start:start + 20000])
+                xc = xs[start:start + 20000]
                 tot = np.logaddexp.reduce(ll, axis=1)
                 post = np.exp(ll - tot[:, None])
                 stats.loglik += float(tot.sum())

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -47,19 +48,44 @@ class GmmTrainConfig(Config):
     norm_vars: bool = False
 
 
+class FeatureUpdater(Protocol):
+    """Training features that change during EM (MLLT, per-speaker fMLLR).
+
+    ``update`` is called at the start of every iteration (after any realignment) and may
+    replace entries of the shared feature dict, moving the model into the new space; its
+    ``state`` is checkpointed and ``restore`` re-applies it to freshly loaded features.
+    """
+
+    def update(self, it: int, model: GmmHmm, frame_pdfs: dict[str, np.ndarray]) -> bool:
+        """Return True when the features changed."""
+        ...
+
+    def state(self) -> dict[str, np.ndarray]:
+        ...
+
+    def restore(self, state: dict[str, np.ndarray], model: GmmHmm) -> None:
+        ...
+
+
 def global_stats(feats: dict[str, np.ndarray], utts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Mean (D,), variance (D,) and number of all training frames (flat start, variance floor)."""
-    x = np.concatenate([feats[u] for u in utts]).astype(np.float64)
-    return x.mean(0), x.var(0), len(x)
+    n = sum(len(feats[u]) for u in utts)
+    s1 = sum(feats[u].sum(0, dtype=np.float64) for u in utts)
+    s2 = sum(np.square(feats[u], dtype=np.float64).sum(0) for u in utts)
+    mean = s1 / n
+    return mean, np.maximum(s2 / n - mean**2, 0.0), n
 
 
 def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
-           cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str) -> list[dict]:
+           cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str,
+           updater: FeatureUpdater | None = None) -> list[dict]:
     """Train ``model`` in place from initial per-frame pdfs; returns the per-iteration log.
 
     Args:
+        feats: utt -> (T, D) training features, shared with ``aligner`` (``updater`` may
+            replace its entries).
         frame_pdfs: utt -> (T,) pdf of each frame (the starting alignment).
-        var_floor: (D,) absolute variance floor.
+        var_floor: (D,) absolute variance floor (recomputed when the features change).
         fingerprint: what the run depends on; a checkpoint written under another is ignored.
     """
     gmm, trans = model.gmm, model.trans
@@ -76,6 +102,9 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
                                                           state["frame_pdfs"])
             gmm = model.gmm = DiagGmmSet.from_arrays(state)  # the aligner shares this model
             trans.log_probs = state["trans_log_probs"]
+            if updater is not None:
+                updater.restore({k[len("upd_"):]: v for k, v in state.items() if k.startswith("upd_")}, model)
+                var_floor = _var_floor(feats, cfg)
             log.info("resuming %s training at iteration %d from %s", name, first_iter, ckpt)
     x, x_utts = None, None
     progress = tqdm(range(first_iter, cfg.num_iters), desc=f"train {name}", unit="iter", leave=False, disable=None)
@@ -88,6 +117,9 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
             align_obj = sum(a.score for a in alis.values()) / sum(len(a.states) for a in alis.values())
             tids = np.concatenate([a.tids for a in alis.values()])
             trans.update(np.bincount(tids[tids >= 0], minlength=trans.num_tids).astype(np.float64))
+        if updater is not None and updater.update(it, model, frame_pdfs):
+            x_utts, var_floor = None, _var_floor(feats, cfg)
+            gmm = model.gmm
         utts = sorted(frame_pdfs)
         if utts != x_utts:  # the training frames change only when an utterance drops out
             x, x_utts = np.concatenate([feats[u] for u in utts]), utts
@@ -105,8 +137,13 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
         log.info("%s iter %2d: log-likelihood/frame %.4f over %d frames, %d Gaussians%s", name, it,
                  row["loglik_per_frame"], stats.frames, row["gaussians"],
                  f", realigned (score/frame {align_obj:.4f})" if align_obj is not None else "")
-        _save_checkpoint(ckpt, fp, it + 1, num_gauss, history, frame_pdfs, gmm, trans.log_probs)
+        _save_checkpoint(ckpt, fp, it + 1, num_gauss, history, frame_pdfs, gmm, trans.log_probs,
+                         {} if updater is None else updater.state())
     return history
+
+
+def _var_floor(feats: dict[str, np.ndarray], cfg: GmmTrainConfig) -> np.ndarray:
+    return cfg.var_floor * global_stats(feats, sorted(feats))[1]
 
 
 def finish_training(model: GmmHmm, aligner: Aligner, text: dict[str, list[str]], out_dir: Path,
@@ -121,14 +158,15 @@ def finish_training(model: GmmHmm, aligner: Aligner, text: dict[str, list[str]],
 
 
 def _save_checkpoint(path: Path, fingerprint: str, next_iter: int, num_gauss: int, history: list[dict],
-                     frame_pdfs: dict[str, np.ndarray], gmm: DiagGmmSet, trans_log_probs: np.ndarray) -> None:
+                     frame_pdfs: dict[str, np.ndarray], gmm: DiagGmmSet, trans_log_probs: np.ndarray,
+                     updater_state: dict[str, np.ndarray]) -> None:
     """Everything needed to continue after iteration ``next_iter - 1`` (Kaldi keeps N.mdl)."""
     utts = sorted(frame_pdfs)
     with atomic_path(path) as tmp:
         np.savez(tmp, fingerprint=fingerprint, next_iter=next_iter, num_gauss=num_gauss,
                  history=json.dumps(history), utts=np.array(utts), lengths=np.array([len(frame_pdfs[u]) for u in utts]),
                  frame_pdfs=np.concatenate([frame_pdfs[u] for u in utts]), trans_log_probs=trans_log_probs,
-                 **gmm.to_arrays())
+                 **gmm.to_arrays(), **{f"upd_{k}": v for k, v in updater_state.items()})
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:

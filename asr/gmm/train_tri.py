@@ -68,14 +68,27 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
               cfg: TriConfig | None = None) -> GmmHmm:
     """Train a triphone system from an alignment; writes the model dir, training log, tree and alignments."""
     cfg = cfg or TriConfig()
+    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, load_features(data_dir, pipeline), pipeline)
+
+
+def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, out_dir: str | Path, cfg: TriConfig,
+               feats: dict[str, np.ndarray], pipeline: FeaturePipeline, name: str = "tri",
+               updater_factory=None, info: dict | None = None) -> GmmHmm:
+    """Tree, initial model and EM of a tied-state system on given features (deltas for tri1,
+    LDA+MLLT for tri2, fMLLR for SAT).
+
+    Args:
+        feats: utt -> (T, D) features in ``pipeline``'s space (changed in place by an updater).
+        updater_factory: model -> :class:`~asr.gmm.em.FeatureUpdater` (MLLT, fMLLR), or None.
+        info: extra fields for model.json's info.
+    """
     data_dir, ali_dir, out_dir = Path(data_dir), Path(ali_dir), Path(out_dir)
     t_start = time.time()
     data = DataDir.load(data_dir)
     lang = Lang.load(lang_dir)
     sil_phone = lang.silence_phones[0]
     trans = TransitionModel(lang.topo)
-    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
-    feats = load_features(data_dir, pipeline)
     tids = {u: t for u, t in read_alignments(ali_dir, "tid").items() if u in data.text}
     if not tids:
         raise AsrError(f"{ali_dir} has no alignment of an utterance in {data_dir}")
@@ -106,16 +119,17 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
               for utt in data.utts()}
     aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
     fingerprint = {"data": str(data_dir.resolve()), "ali": str(ali_dir.resolve()), "frames": num_frames,
-                   "tree": json.dumps(tree.to_dict())}
-    history = run_em(model, aligner, feats, frame_pdfs, cfg, var_floor, out_dir, fingerprint, "tri")
+                   "tree": json.dumps(tree.to_dict()), "pipeline": json.dumps(pipeline.to_dict())}
+    updater = updater_factory(model) if updater_factory is not None else None
+    history = run_em(model, aligner, feats, frame_pdfs, cfg, var_floor, out_dir, fingerprint, name, updater)
     finish_training(model, aligner, data.text, out_dir, history, {
         "train_data": str(data_dir), "ali": str(ali_dir), "train_seconds": round(time.time() - t_start, 1),
         "num_pdfs": tree.num_pdfs, "num_leaves_requested": cfg.num_leaves, "gaussians": model.gmm.total_gaussians(),
-        "contexts_seen": int(len(stats.keys)), "config": dataclasses.asdict(cfg)})
+        "contexts_seen": int(len(stats.keys)), "config": dataclasses.asdict(cfg), **(info or {})})
     write_text_atomic(out_dir / "tree_info.json", json.dumps({
         "leaves": tree.num_pdfs, "questions": len(tree.questions),
         "initial_leaf_frames": {"min": int(leaf[:, 0].min()), "median": float(np.median(leaf[:, 0])),
                                 "max": int(leaf[:, 0].max())}}, indent=1) + "\n")
-    log.info("tri: %d leaves (asked %d), %d Gaussians, trained in %.1f s; model in %s", tree.num_pdfs, cfg.num_leaves,
+    log.info("%s: %d leaves (asked %d), %d Gaussians, trained in %.1f s; model in %s", name, tree.num_pdfs, cfg.num_leaves,
              model.gmm.total_gaussians(), time.time() - t_start, out_dir)
     return model

@@ -98,15 +98,21 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
     return to_seconds(frame_spans(model, graphs[audio], alis[audio], words), frame_shift_s(model)), duration
 
 
-def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]], opts: dict
-                 ) -> tuple[dict[str, AlignGraph], dict[str, Alignment]]:
+def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]], opts: dict,
+                 utt2spk: dict[str, str] | None = None) -> tuple[dict[str, AlignGraph], dict[str, Alignment]]:
     """Training graphs of ``text`` and their alignments, with the ``[align]`` options
-    (sil_prob, acoustic_scale, transition_scale, boost_silence; the model's defaults otherwise)."""
+    (sil_prob, acoustic_scale, transition_scale, boost_silence; the model's defaults otherwise).
+    A SAT model adapts to each speaker of ``utt2spk`` (default: each utterance alone)."""
     graphs = {u: build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
                                    opts.get("sil_prob", 0.5), u) for u, words in text.items()}
-    aligner = Aligner(model, feats, graphs, opts.get("acoustic_scale", model.decoder.acoustic_scale),
-                      opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
-    return graphs, aligner.align()
+    scales = (opts.get("acoustic_scale", model.decoder.acoustic_scale),
+              opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+    if getattr(model, "speaker_adaptive", False):
+        # Kaldi's align_fmllr.sh: align speaker-independently, estimate each speaker's fMLLR
+        # from that alignment, align again with the adapted features.
+        first = Aligner(model.first_pass(), feats, graphs, *scales).align()
+        feats, _ = model.adapt(feats, {u: graphs[u].pdf[a.states] for u, a in first.items()}, utt2spk or {})
+    return graphs, Aligner(model, feats, graphs, *scales).align()
 
 
 def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None
@@ -120,7 +126,7 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
     model = load_model(model_dir)
     data = DataDir.load(data_dir)
     feats = load_features(data_dir, model.pipeline)
-    graphs, alis = _force_align(model, feats, {u: data.text[u] for u in data.utts()}, opts)
+    graphs, alis = _force_align(model, feats, {u: data.text[u] for u in data.utts()}, opts, data.utt2spk)
     save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)
     shift = model.feature.frame_shift_ms / 1000
     frames = sum(len(a.states) for a in alis.values())
