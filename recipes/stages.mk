@@ -18,6 +18,7 @@
 #   DICT_DIR     the dict dir the lang stage reads (default $(DATA)/local)
 #   MONO_SHORTEST  train mono on the N shortest utterances (Kaldi's --shortest subset), then
 #                  align all of TRAIN_SET with it for tri1 (empty: mono on all of it)
+#   DNN_GMM      the GMM system whose tied states and alignments the DNN learns (default tri1)
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
 #   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
 #   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
@@ -115,29 +116,31 @@ $(EXP)/tri3/.done.train: $(EXP)/tri2/.done.train $(DATA)/lang/.done $(DATA)/.don
 6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn ctc,$(SYSTEMS))))
 
 # The DNN's training data: TRAIN_SET, or with DNN_SPEED_PERTURB (e.g. 0.9,1.0,1.1) Kaldi
-# nnet3's speed-perturbed copies of it, aligned by tri1 like the original.
+# nnet3's speed-perturbed copies of it, aligned by DNN_GMM like the original (a SAT system
+# adapts to each speaker first, as Kaldi's align_fmllr.sh).
+DNN_GMM ?= tri1
 ifneq ($(DNN_SPEED_PERTURB),)
 DNN_TRAIN := $(TRAIN_SET)_sp
-DNN_ALI   := $(EXP)/tri1_ali_sp
+DNN_ALI   := $(EXP)/$(DNN_GMM)_ali_sp
 $(DATA)/$(DNN_TRAIN)/.done: $(DATA)/.done.data
 	$(ASR) perturb-speed $(DATA)/$(TRAIN_SET) $(DATA)/$(DNN_TRAIN) --factors $(DNN_SPEED_PERTURB)
 	$(ASR) features --config $(CONF) $(DATA)/$(DNN_TRAIN)
 	$(ASR) features --config $(CONF) --section fbank --suffix _fbank $(DATA)/$(DNN_TRAIN)
 	touch $@
-$(DNN_ALI)/.done: $(EXP)/tri1/.done.train $(DATA)/$(DNN_TRAIN)/.done
-	$(ASR) align $(EXP)/tri1 --data $(DATA)/$(DNN_TRAIN) --out $(DNN_ALI)
+$(DNN_ALI)/.done: $(EXP)/$(DNN_GMM)/.done.train $(DATA)/$(DNN_TRAIN)/.done
+	$(ASR) align $(EXP)/$(DNN_GMM) --data $(DATA)/$(DNN_TRAIN) --out $(DNN_ALI)
 	touch $@
 DNN_DEPS  := $(DNN_ALI)/.done
 else
 DNN_TRAIN := $(TRAIN_SET)
-DNN_ALI   := $(EXP)/tri1/ali
+DNN_ALI   := $(EXP)/$(DNN_GMM)/ali
 DNN_DEPS  := $(DATA)/.done.fbank
 endif
 
-# Hybrid DNN-HMM on the tri1 tied states ([dnn] section).
+# Hybrid DNN-HMM on DNN_GMM's tied states ([dnn] section).
 dnn: $(EXP)/dnn/.done.train
-$(EXP)/dnn/.done.train: $(EXP)/tri1/.done.train $(DNN_DEPS)
-	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) --gmm $(EXP)/tri1 \
+$(EXP)/dnn/.done.train: $(EXP)/$(DNN_GMM)/.done.train $(DNN_DEPS)
+	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) --gmm $(EXP)/$(DNN_GMM) \
 	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 	touch $@
 

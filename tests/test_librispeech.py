@@ -111,3 +111,31 @@ def test_the_mirror_subset_split_matches_the_embedded_one():
             if len(found) == 3 or member.name.endswith(".opus"):
                 break
     assert found == librispeech.SPLITS
+
+
+def test_the_recipe_wires_every_stage_in_order(tmp_path):
+    """`make -n` of recipes/librispeech from nothing: lexicon (CMUdict + G2P), book-text LMs
+    (pruned first pass, unpruned for rescoring), the GMM ladder, decoding tuned on dev."""
+    import shutil
+    import subprocess
+
+    from conftest import ASR, ROOT
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", "-C", str(ROOT / "recipes" / "librispeech"), f"ASR={ASR}",
+                          f"DATA_ROOT={tmp_path / 'data'}", f"EXP_ROOT={tmp_path / 'exp'}", "all"],
+                         capture_output=True, text=True, check=True).stdout
+    steps = ["prepare librispeech", "g2p train", "lexicon --vocab", "lm-text", "--max-ngrams 1500000", "asr lang",
+             "asr features", "subset-data", "train-mono", "asr align", "train-tri", "train-lda-mllt", "train-sat",
+             "mkgraph", "decode_dev --nj 2 --sweep 7:17", "decode_test --nj 2 --tune-on", "lmrescore", "asr results"]
+    missing = [s for s in steps if s not in out]
+    assert not missing, missing
+    # Make interleaves the systems; each chain keeps its order.
+    for before, after in zip(steps, steps[1:]):
+        if before != "mkgraph" and after != "mkgraph":
+            assert out.find(before) < out.rfind(after), (before, after)
+    for sys in ("mono", "tri1", "tri2", "tri3"):
+        assert out.find(f"{sys}/decode_dev ") < out.find(f"{sys}/decode_test ") < out.find(f"{sys}/decode_test_big")
+    assert "--tune-on" in out.split("decode_test_big")[1].split("\n")[0]
+    assert out.rfind("lmrescore") < out.find("asr results")

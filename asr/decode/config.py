@@ -18,6 +18,9 @@ class DecoderConfig(Config):
     acoustic_scale: float = 0.1
     transition_scale: float = 0.1
     word_penalty: float = 0.0
+    # Speaker-adapted (SAT) models: fMLLR estimates, each from the previous pass's best paths
+    # (Kaldi's decode_fmllr.sh estimates twice); other models ignore it.
+    fmllr_passes: int = 2
 
     def __post_init__(self) -> None:
         # Options come from flags, recipe TOML and model.json alike: check them once here.
@@ -30,6 +33,8 @@ class DecoderConfig(Config):
                            f"{self.beam}, {self.acoustic_scale} and {self.lattice_beam}")
         if isinstance(self.max_active, bool) or not isinstance(self.max_active, int) or self.max_active < 1:
             raise AsrError(f"decoder option max_active must be an integer >= 1, got {self.max_active!r}")
+        if isinstance(self.fmllr_passes, bool) or not isinstance(self.fmllr_passes, int) or self.fmllr_passes < 1:
+            raise AsrError(f"decoder option fmllr_passes must be an integer >= 1, got {self.fmllr_passes!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "DecoderConfig":

@@ -192,10 +192,7 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
             yield p, hyp
     else:
         feats = features_for_files(model, paths, scp_entries)
-        if getattr(model, "speaker_adaptive", False):  # every file is its own speaker
-            si_model = model.first_pass()
-            si = decode_scores(graph, model.trans.log_probs, {p: si_model.scores(f) for p, f in feats.items()}, cfg, nj)
-            feats, _ = model.adapt(feats, {p: r.pdfs for p, r in si.items()}, {p: p for p in feats})
+        feats = adapted_features(model, graph, feats, {p: p for p in feats}, cfg, nj)  # each file its own speaker
         scores = {p: model.scores(f) for p, f in feats.items()}
         res = decode_scores(graph, model.trans.log_probs, scores, cfg, nj)
         for p in paths:
@@ -204,12 +201,28 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
     bar.close()
 
 
+def adapted_features(model, graph: DecodingGraph, feats: dict[str, np.ndarray], utt2spk: dict[str, str],
+                     cfg: DecoderConfig, nj: int = 1, name: str = "") -> dict[str, np.ndarray]:
+    """Features for the final pass: unchanged, or for a speaker-adapted model (Kaldi's
+    decode_fmllr.sh) fMLLR-transformed per speaker, estimated from the best paths of a
+    speaker-independent pass and re-estimated from each adapted pass (``cfg.fmllr_passes``
+    estimates in all)."""
+    if not getattr(model, "speaker_adaptive", False):
+        return feats
+    scorer, adapted = model.first_pass(), feats
+    for k in range(cfg.fmllr_passes):
+        what = "speaker-independent pass" if k == 0 else f"adapted pass {k}"
+        best = decode_scores(graph, model.trans.log_probs, {u: scorer.scores(f) for u, f in adapted.items()}, cfg, nj,
+                             desc=f"decode {name} ({what})")
+        adapted, _ = model.adapt(feats, {u: r.pdfs for u, r in best.items()}, utt2spk)
+        scorer = model
+    return adapted
+
+
 def _file_scores(model, dec: Decoder, feats: np.ndarray, name: str) -> np.ndarray:
-    """(T, pdfs) scores of one file or chunk; a SAT model first decodes it speaker-independently
-    and adapts to it (the file is its own speaker)."""
+    """(T, pdfs) scores of one file or chunk (a SAT model adapts to it: its own speaker)."""
     if getattr(model, "speaker_adaptive", False):
-        first = _decode_one(dec, model.first_pass().scores(feats), name)
-        feats = model.adapt({name: feats}, {name: first.pdfs}, {name: name})[0][name]
+        feats = adapted_features(model, dec.g, {name: feats}, {name: name}, dec.cfg)[name]
     return model.scores(feats)
 
 
@@ -316,16 +329,9 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     if len(cfgs) > 1 and not has_ref:
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     search_cfg = cfgs[len(cfgs) // 2]
-    t_search = 0.0
-    if getattr(model, "speaker_adaptive", False):
-        # Kaldi's decode_fmllr.sh: a speaker-independent pass, one fMLLR transform per
-        # speaker from its best paths, then the adapted pass whose lattices are scored.
-        si_model = model.first_pass()
-        t1 = time.time()
-        si = decode_scores(graph, model.trans.log_probs, {u: si_model.scores(f) for u, f in feats.items()}, search_cfg,
-                           nj, desc=f"decode {data_dir.name} (speaker-independent pass)")
-        t_search += time.time() - t1
-        feats, _ = model.adapt(feats, {u: r.pdfs for u, r in si.items()}, data.utt2spk)
+    t1 = time.time()
+    feats = adapted_features(model, graph, feats, data.utt2spk, search_cfg, nj, data_dir.name)
+    t_search = time.time() - t1
     scores = {u: model.scores(f) for u, f in feats.items()}
     t_scores = time.time() - t0 - t_search
     t1 = time.time()

@@ -1,7 +1,7 @@
 """Batched exact Viterbi alignment of utterances to their training graphs.
 
-Utterances are padded into a batch (B utterances x S states x K predecessors); the
-recursion loops over time only, every step vectorised over the batch and the states:
+Utterances are scored in batches of similar length (emissions of one batch in memory at a
+time) and each is aligned by a compiled recursion over its S states x K predecessors:
 
     delta_t[j] = max_k (delta_{t-1}[pred[j, k]] + arc[j, k]) + emit_t[j]
 
@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 import torch
 
@@ -53,68 +54,64 @@ def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_s
     Returns:
         One :class:`Alignment` per graph, or None where no path fits the frames.
     """
-    B = len(graphs)
-    lengths = torch.tensor([e.shape[0] for e in emissions])
-    T = int(lengths.max())
-    S = max(g.num_states for g in graphs)
-    K = max(g.pred.shape[1] for g in graphs)
-    dummy = S  # an extra always -inf state that padded predecessors point to
-    pred = torch.full((B, S, K), dummy, dtype=torch.long)
-    arc = torch.full((B, S, K), NEG_INF)
-    init = torch.full((B, S), NEG_INF)
-    final = torch.full((B, S), NEG_INF)
-    emit = torch.full((B, T, S), NEG_INF)
-    for b, g in enumerate(graphs):
-        s, k = g.pred.shape
-        p = torch.from_numpy(g.pred)
-        pred[b, :s, :k] = torch.where(p >= 0, p, torch.tensor(dummy))
-        arc[b, :s, :k] = arc_scores[b]
-        init[b, :s] = torch.from_numpy(g.init_graph).float()
-        final[b, :s] = final_scores[b]
-        emit[b, : emissions[b].shape[0], :s] = emissions[b]
-    pred_flat = pred.view(B, S * K)
-    backptr = torch.zeros((T, B, S), dtype=torch.uint8 if K <= 256 else torch.int16)
-    delta = init + emit[:, 0]
-    end_delta = torch.full((B, S), NEG_INF)
-    pad = torch.full((B, 1), NEG_INF)
-    ends = lengths - 1
-    for t in range(T):
-        if t > 0:
-            cand = torch.cat([delta, pad], 1).gather(1, pred_flat).view(B, S, K) + arc
-            best, arg = cand.max(2)
-            backptr[t] = arg.to(backptr.dtype)
-            delta = best + emit[:, t]
-        done = ends == t
-        if done.any():
-            end_delta[done] = delta[done]
-    total = end_delta + final
-    score, last = total.max(1)
-    # Traceback, all utterances at once; an utterance starts moving at its own last frame.
-    bidx = torch.arange(B)
-    cur = last.clone()
-    states = torch.zeros((B, T), dtype=torch.long)
-    ks = torch.zeros((B, T), dtype=torch.long)
-    for t in range(T - 1, -1, -1):
-        active = t <= ends
-        states[:, t] = torch.where(active, cur, states[:, t])
-        if t == 0:
-            break
-        k = backptr[t, bidx, cur].long()
-        ks[:, t] = k
-        cur = torch.where(active, pred[bidx, cur, k], cur)
     out: list[Alignment | None] = []
-    for b, g in enumerate(graphs):
-        if not torch.isfinite(score[b]):
+    for g, e, a, f in zip(graphs, emissions, arc_scores, final_scores):
+        states, ks, score = _viterbi_one(g.pred.astype(np.int64), a.numpy().astype(np.float64),
+                                         g.init_graph.astype(np.float64), f.numpy().astype(np.float64),
+                                         e.numpy().astype(np.float32))
+        if not np.isfinite(score):
             out.append(None)
             continue
-        Tb = int(lengths[b])
-        st = states[b, :Tb].numpy()
-        kk = ks[b, :Tb].numpy()
+        Tb = len(states)
         tids = np.full(Tb + 1, -1, dtype=np.int64)
-        tids[1:Tb] = g.pred_tid[st[1:], kk[1:]]
-        tids[Tb] = g.final_tid[st[-1]]
-        out.append(Alignment(st, tids, float(score[b])))
+        tids[1:Tb] = g.pred_tid[states[1:], ks[1:]]
+        tids[Tb] = g.final_tid[states[-1]]
+        out.append(Alignment(states, tids, float(score)))
     return out
+
+
+@numba.njit(cache=True)
+def _viterbi_one(pred, arc, init, final, emit):  # pragma: no cover - compiled
+    """Exact Viterbi of one utterance: pred (S, K) (-1: none), arc (S, K), init (S,),
+    final (S,), emit (T, S). Returns states (T,), predecessor slots (T,), best score.
+    Compiled, one utterance at a time: long utterances (a few thousand frames, a thousand
+    states) cost T x S x K operations, not T tensor calls."""
+    T, S = emit.shape
+    K = pred.shape[1]
+    neg = -np.inf
+    back = np.zeros((T, S), dtype=np.int16)
+    delta = np.empty(S)
+    for j in range(S):
+        delta[j] = init[j] + emit[0, j]
+    new = np.empty(S)
+    for t in range(1, T):
+        for j in range(S):
+            best, arg = neg, 0
+            for k in range(K):
+                p = pred[j, k]
+                if p < 0:
+                    continue
+                c = delta[p] + arc[j, k]
+                if c > best:
+                    best, arg = c, k
+            new[j] = best + emit[t, j]
+            back[t, j] = arg
+        delta, new = new, delta
+    score, last = neg, 0
+    for j in range(S):
+        c = delta[j] + final[j]
+        if c > score:
+            score, last = c, j
+    states = np.zeros(T, dtype=np.int64)
+    ks = np.zeros(T, dtype=np.int64)
+    cur = last
+    for t in range(T - 1, -1, -1):
+        states[t] = cur
+        if t > 0:
+            k = back[t, cur]
+            ks[t] = k
+            cur = pred[cur, k]
+    return states, ks, score
 
 
 def _arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> torch.Tensor:
