@@ -154,14 +154,34 @@ def cmd_mkgraph(a: argparse.Namespace) -> None:
     from asr.lang.arpa import lm_to_automaton, read_arpa
     from asr.acoustic import load_model
 
-    model = load_model(a.model)
-    opts = _load_section(a.config, "graph", a.set)
-    lm = lm_to_automaton(read_arpa(Path(a.lang) / "G.arpa"), set(model.lexicon.words()))
+    import hashlib
+    import json
+
+    from asr.graph.compile import DecodingGraph
+    from asr.hmm.alignments import tree_fingerprint
     from asr.model_dir import fingerprint
 
+    model = load_model(a.model)
+    opts = _load_section(a.config, "graph", a.set)
+    arpa = Path(a.lang) / "G.arpa"
+    h = hashlib.sha256(json.dumps({"tree": tree_fingerprint(model.trans, model.ctx, model.phones), "opts": opts,
+                                   "silence": model.silence_phone}, sort_keys=True).encode())
+    for path in (Path(a.model) / "lexicon.txt", Path(a.model) / "words.txt", arpa):
+        h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"-")
+    inputs = h.hexdigest()[:16]
+    if a.reuse and (Path(a.reuse) / "graph.npz").is_file():
+        other = DecodingGraph.load(Path(a.reuse) / "graph.npz")
+        if other.inputs_fingerprint == inputs:
+            other.model_fingerprint = fingerprint(a.model)
+            other.save(Path(a.model) / "graph.npz")
+            log.info("graph of %s reused for %s (same tree, lexicon and LM)", a.reuse, a.model)
+            return
+        log.info("graph of %s not reusable for %s (another tree, lexicon or LM): compiling", a.reuse, a.model)
+    lm = lm_to_automaton(read_arpa(arpa), set(model.lexicon.words()))
     graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
                           model.silence_phone, opts.get("sil_prob", 0.5))
     graph.model_fingerprint = fingerprint(a.model)
+    graph.inputs_fingerprint = inputs
     graph.save(Path(a.model) / "graph.npz")
 
 
@@ -662,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
              "asr mkgraph exp/mono --lang data/lang")
     sp.add_argument("model")
     sp.add_argument("--lang", required=True)
+    sp.add_argument("--reuse", metavar="MODEL_DIR", help="copy that model's graph when it was made from the same "
+                    "tree, lexicon and LM (a DNN on a GMM's tied states), else compile")
     config_opts(sp)
 
     sp = add("align", cmd_align, "force-align audio to its transcript: word and phone times (CTM, JSON, TextGrid)",

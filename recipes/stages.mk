@@ -170,8 +170,13 @@ $(EXP)/ctc/.done.train: $(DATA)/lang/.done $(DATA)/.done.fbank
 # decoded without lexicon or LM (greedy, into decode_<set>_greedy).
 7 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
 $(EXP)/%/.done.graph: $(EXP)/%/.done.train $(DATA)/lang/.done
-	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang
+	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang $(MKGRAPH_OPTS_$*)
 	touch $@
+# The DNN has its GMM's tree: when that GMM is decoded too, its graph is copied, not rebuilt.
+ifneq ($(filter $(DNN_GMM),$(SYSTEMS)),)
+MKGRAPH_OPTS_dnn = --reuse $(EXP)/$(DNN_GMM)
+$(EXP)/dnn/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph
+endif
 
 8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
 # A decode reads the test sets' features: MFCCs for GMMs, the _fbank copies for networks

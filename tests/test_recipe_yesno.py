@@ -216,3 +216,28 @@ def test_recipe_dnn_on_speed_perturbed_copies_tuned_on_held_out(tmp_path: Path) 
     assert info["wer"] <= 1.0, info
     results = (tmp_path / "RESULTS.md").read_text()
     assert "| dnn | heldout |" in results and "| dnn | test |" in results
+
+
+def test_mkgraph_reuses_the_graph_of_a_model_with_the_same_tree(yesno_run: Path, tmp_path: Path) -> None:
+    """The DNN on tri1's tied states takes tri1's graph (Kaldi decodes both with one graph);
+    a model with another tree (mono) gets its own."""
+    import shutil
+
+    exp, lang = yesno_run / "exp" / "yesno", yesno_run / "data" / "yesno" / "lang"
+    dnn = tmp_path / "dnn"
+    shutil.copytree(exp / "dnn", dnn)
+    (dnn / "graph.npz").unlink()
+    run = subprocess.run([str(ASR), "mkgraph", str(dnn), "--lang", str(lang), "--reuse", str(exp / "tri1")],
+                         capture_output=True, text=True, check=True)
+    assert "reused" in run.stderr
+    with np.load(dnn / "graph.npz") as a, np.load(exp / "tri1" / "graph.npz") as b:
+        for k in ("arc_start", "ilabel", "olabel", "weight", "label_pdf"):
+            np.testing.assert_array_equal(a[k], b[k])
+        assert str(a["model_fingerprint"]) != str(b["model_fingerprint"])
+    # the copy decodes (its fingerprint is the DNN's own)
+    wav = yesno_run / "data" / "yesno" / "local" / "waves_yesno" / "1_0_0_0_0_0_1_1.wav"
+    out = subprocess.run([str(ASR), "decode", str(dnn), str(wav)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["YES", "NO", "NO", "NO", "NO", "NO", "YES", "YES"]
+    run = subprocess.run([str(ASR), "mkgraph", str(dnn), "--lang", str(lang), "--reuse", str(exp / "mono")],
+                         capture_output=True, text=True, check=True)
+    assert "not reusable" in run.stderr

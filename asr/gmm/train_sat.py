@@ -21,7 +21,8 @@ import numpy as np
 
 from asr.datadir import DataDir
 from asr.features import load_features
-from asr.gmm.fmllr import adapt_speakers, save_transforms
+from asr.gmm.em import global_stats
+from asr.gmm.fmllr import adapt_speakers, apply_fmllr, save_transforms
 from asr.gmm.model import GmmHmm
 from asr.gmm.train_lda_mllt import silence_ids, silence_pdfs
 from asr.gmm.train_tri import TriConfig, train_tied
@@ -71,8 +72,6 @@ class FmllrUpdater:
         return {"speakers": np.array(spks), "transforms": np.stack([self.transforms[s] for s in spks])}
 
     def restore(self, state: dict[str, np.ndarray], model: GmmHmm) -> None:
-        from asr.gmm.fmllr import apply_fmllr
-
         self.transforms = {str(s): state["transforms"][i] for i, s in enumerate(state["speakers"])}
         for u in self.feats:
             self.feats[u] = apply_fmllr(self.si_feats[u], self.transforms[self.utt2spk[u]])
@@ -118,8 +117,6 @@ def train_sat(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, p
     si_gmm = copy.deepcopy(model.gmm)
     stats = model.gmm.accumulate(np.concatenate([feats[u] for u in utts]), np.concatenate([final[u] for u in utts]),
                                  stats_feats=np.concatenate([si_feats[u] for u in utts]))
-    from asr.gmm.em import global_stats
-
     si_gmm.update(stats, cfg.var_floor * global_stats(si_feats, utts)[1], cfg.min_gauss_occ)
     model.si_gmm = si_gmm
     model.info["fmllr"] = {"silence_pdfs": sorted(silence_pdfs(model, sil_phones)), "silence_weight": cfg.silence_weight,

@@ -53,12 +53,16 @@ class DecodingGraph(Fst):
             forward (the decoder expands a frame's epsilon arcs in this order, so each
             token is expanded once, after all its epsilon predecessors).
         model_fingerprint: asr.model_dir.fingerprint() of the model the graph is for.
+        inputs_fingerprint: what the graph is made of (tree, lexicon, LM, options; see
+            ``asr.cli.cmd_mkgraph``): models with the same one can share the graph, as a
+            SAT GMM and the DNN on its tied states do in Kaldi. Empty in older files.
     """
 
     label_tid: np.ndarray = None
     label_pdf: np.ndarray = None
     eps_rank: np.ndarray = None
     model_fingerprint: str = ""
+    inputs_fingerprint: str = ""
 
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
@@ -72,7 +76,8 @@ class DecodingGraph(Fst):
             raise AsrError(f"missing decoding graph {path}; run the graph stage (asr mkgraph)")
         try:
             with np.load(path, allow_pickle=False) as z:
-                d = {f.name: z[f.name] for f in fields(cls)}
+                d = {f.name: z[f.name] for f in fields(cls) if f.name != "inputs_fingerprint"}
+                d["inputs_fingerprint"] = str(z["inputs_fingerprint"]) if "inputs_fingerprint" in z.files else ""
         except KeyError as e:
             raise AsrError(f"{path}: not a decoding graph of this asr version (no {e.args[0]!r} array); "
                            "rerun asr mkgraph") from None
