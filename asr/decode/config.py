@@ -21,6 +21,10 @@ class DecoderConfig(Config):
     # Speaker-adapted (SAT) models: fMLLR estimates, each from the previous pass's best paths
     # (Kaldi's decode_fmllr.sh estimates twice); other models ignore it.
     fmllr_passes: int = 2
+    # ... and the speaker-independent pass may search narrower (Kaldi's decode_fmllr.sh
+    # first_beam 10, first_max_active 2000); 0 = as the final pass.
+    first_beam: float = 0.0
+    first_max_active: int = 0
 
     def __post_init__(self) -> None:
         # Options come from flags, recipe TOML and model.json alike: check them once here.
@@ -33,6 +37,11 @@ class DecoderConfig(Config):
                            f"{self.beam}, {self.acoustic_scale} and {self.lattice_beam}")
         if isinstance(self.max_active, bool) or not isinstance(self.max_active, int) or self.max_active < 1:
             raise AsrError(f"decoder option max_active must be an integer >= 1, got {self.max_active!r}")
+        if not (isinstance(self.first_beam, (int, float)) and self.first_beam >= 0) or isinstance(self.first_beam, bool) \
+                or isinstance(self.first_max_active, bool) or not isinstance(self.first_max_active, int) \
+                or self.first_max_active < 0:
+            raise AsrError(f"decoder options first_beam and first_max_active must be >= 0 (0: as the final pass), "
+                           f"got {self.first_beam!r} and {self.first_max_active!r}")
         if isinstance(self.fmllr_passes, bool) or not isinstance(self.fmllr_passes, int) or self.fmllr_passes < 1:
             raise AsrError(f"decoder option fmllr_passes must be an integer >= 1, got {self.fmllr_passes!r}")
 

@@ -209,11 +209,12 @@ def adapted_features(model, graph: DecodingGraph, feats: dict[str, np.ndarray], 
     estimates in all)."""
     if not getattr(model, "speaker_adaptive", False):
         return feats
+    first_cfg = dataclasses.replace(cfg, beam=cfg.first_beam or cfg.beam, max_active=cfg.first_max_active or cfg.max_active)
     scorer, adapted = model.first_pass(), feats
     for k in range(cfg.fmllr_passes):
         what = "speaker-independent pass" if k == 0 else f"adapted pass {k}"
-        best = decode_scores(graph, model.trans.log_probs, {u: scorer.scores(f) for u, f in adapted.items()}, cfg, nj,
-                             desc=f"decode {name} ({what})")
+        best = decode_scores(graph, model.trans.log_probs, {u: scorer.scores(f) for u, f in adapted.items()},
+                             first_cfg if k == 0 else cfg, nj, desc=f"decode {name} ({what})")
         adapted, _ = model.adapt(feats, {u: r.pdfs for u, r in best.items()}, utt2spk)
         scorer = model
     return adapted
