@@ -261,7 +261,7 @@ def cmd_lmrescore(a: argparse.Namespace) -> None:
     from asr.decode.run import lmrescore_dir
 
     lmrescore_dir(a.model, a.old_lm, a.new_lm, a.data, a.lattices, a.dir, _sweep_grid(a, _decoder_config(a.model, a)),
-                  a.tune_on)
+                  a.tune_on, a.prune_beam)
 
 
 def _decode_inputs(a: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -740,6 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sweep", metavar="MIN:MAX[:STEP]", help="LMWT grid to score (Kaldi best_wer)")
     sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
     sp.add_argument("--tune-on", help="use the best setting of another rescored dir (dev)")
+    sp.add_argument("--prune-beam", type=float, default=6.0,
+                    help="prune each lattice to this beam before rescoring (Kaldi's lattice-prune; 0: not)")
     config_opts(sp)
 
     sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",

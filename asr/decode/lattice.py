@@ -61,6 +61,17 @@ class Lattice:
     def num_arcs(self) -> int:
         return len(self.src)
 
+    def pruned(self, acoustic_scale: float, beam: float, word_penalty: float = 0.0) -> "Lattice":
+        """The arcs and nodes on paths within ``beam`` of the best (Kaldi's lattice-prune)."""
+        cost = self.arc_costs(acoustic_scale, word_penalty)
+        keep_arc, keep_node = _prune(self.num_nodes, self.src, self.dst, cost, self.final, beam)
+        keep_node[0] = True
+        new_id = np.cumsum(keep_node) - 1  # kept nodes keep their (topological) order
+        k = np.flatnonzero(keep_arc)
+        return Lattice(self.final[keep_node], new_id[self.src[k]].astype(np.int32),
+                       new_id[self.dst[k]].astype(np.int32), self.ilabel[k], self.olabel[k], self.graph_cost[k],
+                       self.acoustic_cost[k], None if self.pdf is None else self.pdf[k])
+
     def arc_costs(self, acoustic_scale: float, word_penalty: float) -> np.ndarray:
         return self.graph_cost + acoustic_scale * self.acoustic_cost + word_penalty * (self.olabel > 0)
 
@@ -168,37 +179,41 @@ def write_lattices(path: str | Path, lattices: dict[str, Lattice]) -> None:
 def read_lattices(path: str | Path) -> dict[str, Lattice]:
     """Read an archive written by :func:`write_lattices` (or by Kaldi's ``lattice-copy ark,t:``,
     gzipped or not). Errors name the file, utterance and line."""
+    return dict(iter_lattices(path))
+
+
+def iter_lattices(path: str | Path):
+    """Yield ``(utt, Lattice)`` of an archive one at a time (memory: one lattice's text)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    utt, arcs, finals = None, [], {}
+    no, line = 0, ""
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
+            for no, line in enumerate(f, 1):
+                fields_ = line.split()
+                if not fields_:
+                    if utt is not None:
+                        yield utt, _lattice_from_rows(arcs, finals, f"{path}: {utt}")
+                    utt, arcs, finals = None, [], {}
+                    continue
+                if utt is None:
+                    utt = fields_[0]
+                    continue
+                if len(fields_) == 5:
+                    g, a = (float(x) for x in fields_[4].split(","))
+                    arcs.append((int(fields_[0]), int(fields_[1]), int(fields_[2]), int(fields_[3]), g, a))
+                elif len(fields_) in (1, 2):
+                    g, a = (float(x) for x in fields_[1].split(",")) if len(fields_) == 2 else (0.0, 0.0)
+                    finals[int(fields_[0])] = g + a
+                else:
+                    raise ValueError
+    except ValueError:
+        raise AsrError(f"{path}:{no}: not a lattice line: {line.strip()[:80]!r}") from None
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise AsrError(f"{path}: not a readable lattice archive ({e})") from None
-    out: dict[str, Lattice] = {}
-    utt, arcs, finals = None, [], {}
-    for no, line in enumerate(text.splitlines() + [""], 1):
-        f = line.split()
-        if not f:
-            if utt is not None:
-                out[utt] = _lattice_from_rows(arcs, finals, f"{path}: {utt}")
-            utt, arcs, finals = None, [], {}
-            continue
-        if utt is None:
-            utt = f[0]
-            continue
-        try:
-            if len(f) == 5:
-                g, a = (float(x) for x in f[4].split(","))
-                arcs.append((int(f[0]), int(f[1]), int(f[2]), int(f[3]), g, a))
-            elif len(f) in (1, 2):
-                g, a = (float(x) for x in f[1].split(",")) if len(f) == 2 else (0.0, 0.0)
-                finals[int(f[0])] = g + a
-            else:
-                raise ValueError
-        except ValueError:
-            raise AsrError(f"{path}:{no}: not a lattice line: {line[:80]!r}") from None
-    return out
+    if utt is not None:
+        yield utt, _lattice_from_rows(arcs, finals, f"{path}: {utt}")
 
 
 def _lattice_from_rows(arcs: list, finals: dict[int, float], what: str) -> Lattice:

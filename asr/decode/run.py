@@ -402,10 +402,10 @@ def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: d
 
 def lmrescore_dir(model_dir: str | Path, old_lm: str | Path, new_lm: str | Path, data_dir: str | Path,
                   in_dir: str | Path, out_dir: str | Path, grid: list[DecoderConfig] | None = None,
-                  tune_on: str | Path | None = None) -> ErrorCounts | None:
+                  tune_on: str | Path | None = None, prune_beam: float = 6.0) -> ErrorCounts | None:
     """Kaldi's lmrescore.sh: the lattices of ``in_dir`` (decoded with ``old_lm`` in the graph)
     rescored with ``new_lm``, then scored like a decode (grid, or the setting tuned on a dev dir)."""
-    from asr.decode.lattice import read_lattices
+    from asr.decode.lattice import iter_lattices
     from asr.decode.lm_rescore import ArpaScorer, rescore_lattice
 
     t0 = time.time()
@@ -413,18 +413,29 @@ def lmrescore_dir(model_dir: str | Path, old_lm: str | Path, new_lm: str | Path,
     lat_path = Path(in_dir) / "lat.gz"
     if not lat_path.exists():
         raise AsrError(f"{in_dir}: no lat.gz to rescore; decode with asr decode --data first")
-    lattices = read_lattices(lat_path)
+    searched = DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json"))
     old, new = ArpaScorer(old_lm, model.words), ArpaScorer(new_lm, model.words)
+    # A state-level lattice split by word history grows tens of times: prune it first
+    # (``prune_beam``, at the setting chosen on the first pass) and the result after
+    # (the search's lattice beam), one utterance at a time, so memory stays bounded.
     rescored = {}
-    for u, lat in lattices.items():
+    arcs_in = arcs_out = 0
+    for u, lat in tqdm(iter_lattices(lat_path), desc=f"rescore {Path(in_dir).name}", unit="utt", leave=False,
+                       disable=None):
         try:
-            rescored[u] = rescore_lattice(lat, old, new)
+            if prune_beam > 0:
+                lat = lat.pruned(searched.acoustic_scale, prune_beam, searched.word_penalty)
+            arcs_in += lat.num_arcs
+            big = rescore_lattice(lat, old, new)
+            rescored[u] = big.pruned(searched.acoustic_scale, searched.lattice_beam, searched.word_penalty)
+            arcs_out += rescored[u].num_arcs
         except AsrError as e:
             raise AsrError(f"{lat_path}: {u}: {e}") from None
     model_fp = models_fingerprint(model_dir)
-    cfgs = _configs(grid, tune_on, DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json")), model_fp)
+    cfgs = _configs(grid, tune_on, searched, model_fp)
     info = {"model": str(model_dir), "model_fingerprint": model_fp, "data": str(data_dir),
-            "utterances": len(lattices), "rescored_from": str(in_dir),
+            "utterances": len(rescored), "rescored_from": str(in_dir), "prune_beam": prune_beam,
+            "lattice_arcs_rescored": arcs_in, "lattice_arcs_after": arcs_out,
             "old_lm": str(old_lm), "new_lm": str(new_lm), "lm_rescore_seconds": round(time.time() - t0, 2)}
     return score_lattices(model, data_dir, out_dir, rescored, cfgs, info, tune_on, t0)
 
