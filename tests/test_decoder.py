@@ -149,6 +149,20 @@ def test_lattice_beam_prunes_and_keeps_the_best_path():
         assert cost <= narrow.cost + 1.0 + 1e-6
 
 
+def test_pruning_a_lattice_equals_decoding_with_that_lattice_beam():
+    """Lattice.pruned (Kaldi's lattice-prune) keeps exactly the n-best a narrower lattice beam keeps."""
+    g = two_word_graph(loop=True)
+    scores = np.random.default_rng(3).normal(0, 3, (12, 3))
+    wide = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, beam=1e9, lattice_beam=1e9)).decode(scores)
+    narrow = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=1.0, beam=1e9, lattice_beam=1.5)).decode(scores)
+    pruned = wide.lattice.pruned(1.0, 1.5)
+    assert pruned.num_arcs < wide.lattice.num_arcs and bool(np.all(pruned.src < pruned.dst))
+    got, want = pruned.nbest(20, 1.0), narrow.lattice.nbest(20, 1.0)
+    assert [w for w, _ in got] == [w for w, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-6)
+    assert wide.lattice.pruned(1.0, 1e9).num_arcs == wide.lattice.num_arcs
+
+
 def test_zero_lattice_beam_keeps_the_best_path_only():
     g = two_word_graph(loop=True)
     scores = np.random.default_rng(6).normal(0, 3, (10, 3))
