@@ -58,13 +58,17 @@ class MlltUpdater:
     def __init__(self, model: GmmHmm, feats: dict[str, np.ndarray], lda: np.ndarray, cfg: LdaMlltConfig,
                  sil_phones: set[int]):
         self.feats, self.lda, self.cfg = feats, lda, cfg
+        # The LDA-projected frames; the training features are always these times the current
+        # MLLT product, so a resumed run computes exactly the frames of an uninterrupted one.
+        self.lda_feats = dict(feats)
         self.sil_pdfs = np.array(sorted(silence_pdfs(model, sil_phones)), dtype=np.int64)
         self.mllt = np.eye(lda.shape[0])
         self.base = model.pipeline
 
-    def _apply(self, A: np.ndarray, model: GmmHmm) -> None:
-        for u in self.feats:
-            self.feats[u] = (self.feats[u] @ A.T.astype(np.float32)).astype(np.float32)
+    def _apply(self, model: GmmHmm) -> None:
+        m = self.mllt.T.astype(np.float32)
+        for u, f in self.lda_feats.items():
+            self.feats[u] = f @ m
         model.pipeline = dataclasses.replace(self.base, projection=(self.mllt @ self.lda).tolist())
 
     def update(self, it: int, model: GmmHmm, frame_pdfs: dict[str, np.ndarray]) -> bool:
@@ -78,7 +82,7 @@ class MlltUpdater:
         A = estimate_mllt(stats, self.cfg.mllt_update_iters)
         transform_gmm(model.gmm, A, stats)
         self.mllt = A @ self.mllt
-        self._apply(A, model)
+        self._apply(model)
         return True
 
     def state(self) -> dict[str, np.ndarray]:
@@ -86,7 +90,7 @@ class MlltUpdater:
 
     def restore(self, state: dict[str, np.ndarray], model: GmmHmm) -> None:
         self.mllt = np.asarray(state["mllt"], dtype=np.float64)
-        self._apply(self.mllt, model)
+        self._apply(model)
 
 
 def train_lda_mllt(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, out_dir: str | Path,
