@@ -150,39 +150,9 @@ def cmd_nnet_search(a: argparse.Namespace) -> None:
 
 
 def cmd_mkgraph(a: argparse.Namespace) -> None:
-    from asr.graph.compile import compile_graph
-    from asr.lang.arpa import lm_to_automaton, read_arpa
-    from asr.acoustic import load_model
+    from asr.graph.mkgraph import make_graph
 
-    import hashlib
-    import json
-
-    from asr.graph.compile import DecodingGraph
-    from asr.hmm.alignments import tree_fingerprint
-    from asr.model_dir import fingerprint
-
-    model = load_model(a.model)
-    opts = _load_section(a.config, "graph", a.set)
-    arpa = Path(a.lang) / "G.arpa"
-    h = hashlib.sha256(json.dumps({"tree": tree_fingerprint(model.trans, model.ctx, model.phones), "opts": opts,
-                                   "silence": model.silence_phone}, sort_keys=True).encode())
-    for path in (Path(a.model) / "lexicon.txt", Path(a.model) / "words.txt", arpa):
-        h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"-")
-    inputs = h.hexdigest()[:16]
-    if a.reuse and (Path(a.reuse) / "graph.npz").is_file():
-        other = DecodingGraph.load(Path(a.reuse) / "graph.npz")
-        if other.inputs_fingerprint == inputs:
-            other.model_fingerprint = fingerprint(a.model)
-            other.save(Path(a.model) / "graph.npz")
-            log.info("graph of %s reused for %s (same tree, lexicon and LM)", a.reuse, a.model)
-            return
-        log.info("graph of %s not reusable for %s (another tree, lexicon or LM): compiling", a.reuse, a.model)
-    lm = lm_to_automaton(read_arpa(arpa), set(model.lexicon.words()))
-    graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
-                          model.silence_phone, opts.get("sil_prob", 0.5))
-    graph.model_fingerprint = fingerprint(a.model)
-    graph.inputs_fingerprint = inputs
-    graph.save(Path(a.model) / "graph.npz")
+    make_graph(a.model, a.lang, _load_section(a.config, "graph", a.set), a.reuse)
 
 
 def _decoder_config(model_dir: str, a: argparse.Namespace):
@@ -616,33 +586,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     config_opts(sp)
 
+    def tied_gmm_opts(sp: argparse.ArgumentParser, section: str, ali_help: str, ali_required: bool = True) -> None:
+        """Options of the tied-state GMM trainers (tri1, tri2, tri3)."""
+        sp.add_argument("--data", required=True)
+        sp.add_argument("--lang", required=True)
+        sp.add_argument("--ali", required=ali_required, help=ali_help)
+        sp.add_argument("--out", required=True)
+        sp.add_argument("--section", default=section, help=f"config section with the options (default {section})")
+        config_opts(sp)
+
     sp = add("train-tri", cmd_train_tri, "train a triphone GMM-HMM (decision-tree tied states) from an alignment",
              "asr train-tri --data data/train --lang data/lang --ali exp/mono/ali --out exp/tri1 --set num_leaves=1800")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--lang", required=True)
-    sp.add_argument("--ali", required=True, help="alignment dir of the previous model (e.g. exp/mono/ali)")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--section", default="tri1", help="config section with the options (default tri1)")
-    config_opts(sp)
+    tied_gmm_opts(sp, "tri1", "alignment dir of the previous model (e.g. exp/mono/ali)")
 
     sp = add("train-lda-mllt", cmd_train_lda_mllt, "train tri2: triphones on LDA+MLLT features (spliced MFCCs)",
              "asr train-lda-mllt --data data/train --lang data/lang --ali exp/tri1/ali --out exp/tri2")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--lang", required=True)
-    sp.add_argument("--ali", required=True, help="alignment dir of the previous model (e.g. exp/tri1/ali)")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--section", default="tri2", help="config section with the options (default tri2)")
-    config_opts(sp)
+    tied_gmm_opts(sp, "tri2", "alignment dir of the previous model (e.g. exp/tri1/ali)")
 
     sp = add("train-sat", cmd_train_sat, "train tri3: speaker-adaptive training with per-speaker fMLLR",
              "asr train-sat --data data/train --lang data/lang --prev exp/tri2 --out exp/tri3")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--lang", required=True)
     sp.add_argument("--prev", required=True, help="the speaker-independent system to start from (e.g. exp/tri2)")
-    sp.add_argument("--ali", help="its alignment of --data (default PREV/ali)")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--section", default="tri3", help="config section with the options (default tri3)")
-    config_opts(sp)
+    tied_gmm_opts(sp, "tri3", "its alignment of --data (default PREV/ali)", ali_required=False)
 
     sp = add("train-dnn", cmd_train_dnn, "train a hybrid DNN (or TDNN) on the tied states of a GMM alignment",
              "asr train-dnn --data data/an4/train_fbank --ali exp/an4/tri1/ali --gmm exp/an4/tri1 --out exp/an4/dnn")

@@ -135,8 +135,7 @@ def test_each_utterance_gets_its_own_speakers_transform() -> None:
             clean, ids = _speaker_data(rng, gmm, 3000)
             utt = f"{spk}-{k}"
             feats[utt], pdfs[utt], clean_of[utt], utt2spk[utt] = (clean @ A.T + b).astype(np.float32), ids, clean, spk
-    weights = {u: np.ones(len(p)) for u, p in pdfs.items()}
-    adapted, transforms = adapt_speakers(gmm, feats, pdfs, weights, utt2spk)
+    adapted, transforms = adapt_speakers(gmm, feats, pdfs, utt2spk)
     assert sorted(transforms) == ["a", "b"]
     for utt in feats:
         assert np.abs(adapted[utt] - clean_of[utt]).mean() < 0.05

@@ -363,8 +363,9 @@ def test_parallel_jobs_match_one_job(real_graph, tiny_mono):
     rng = np.random.default_rng(8)
     scores = {f"u{k:02d}": rng.normal(0, 2, (int(rng.integers(4, 30)), t.ctx.num_pdfs)) for k in range(12)}
     cfg = DecoderConfig(acoustic_scale=0.5)
-    one = decode_scores(real_graph, t.trans.log_probs, scores, cfg, nj=1)
-    two = decode_scores(real_graph, t.trans.log_probs, scores, cfg, nj=2)
+    dec = Decoder(real_graph, t.trans.log_probs, cfg)
+    one = decode_scores(dec, scores, nj=1)
+    two = decode_scores(dec, scores, nj=2)
     assert sorted(one) == sorted(two) == sorted(scores)
     for u in scores:
         assert one[u].word_ids == two[u].word_ids and one[u].cost == two[u].cost

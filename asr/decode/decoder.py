@@ -27,6 +27,8 @@ changed afterwards without decoding again.
 
 from __future__ import annotations
 
+import copy
+
 import logging
 from dataclasses import dataclass
 
@@ -71,7 +73,7 @@ class Decoder:
     def __init__(self, graph: DecodingGraph, trans_log_probs: np.ndarray, cfg: DecoderConfig | None = None):
         self.g = graph
         self.cfg = c = cfg or DecoderConfig()
-        tlp = np.asarray(trans_log_probs, dtype=np.float64)
+        self.trans_log_probs = tlp = np.asarray(trans_log_probs, dtype=np.float64)
         if len(graph.label_tid) > 1 and graph.label_tid[1:].max() >= len(tlp):
             raise AsrError("decoding graph uses transition ids the model does not have; rerun asr mkgraph")
         label_cost = np.zeros(len(graph.label_tid))
@@ -85,6 +87,15 @@ class Decoder:
         self.final = graph.final.astype(np.float64)
         self.tok_of_state = np.full(graph.num_states, -1, dtype=np.int64)
         self.max_pdf = int(graph.label_pdf[1:].max()) if len(graph.label_pdf) > 1 else -1
+
+    def with_config(self, cfg: DecoderConfig) -> "Decoder":
+        """The same graph with other search options; the per-graph arrays are shared (a new
+        build only when the transition scale, baked into the arc costs, differs)."""
+        if cfg.transition_scale != self.cfg.transition_scale:
+            return Decoder(self.g, self.trans_log_probs, cfg)
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
 
     def decode(self, scores: np.ndarray) -> DecodeResult:
         """Best path and lattice for one utterance.

@@ -138,11 +138,11 @@ def _decode_one(dec: Decoder, scores: np.ndarray, utt: str) -> DecodeResult:
         raise AsrError(f"{utt}: {e}") from None
 
 
-def decode_scores(graph: DecodingGraph, trans_log_probs: np.ndarray, scores: dict[str, np.ndarray],
-                  cfg: DecoderConfig, nj: int = 1, desc: str = "decode") -> dict[str, DecodeResult]:
+def decode_scores(dec: Decoder, scores: dict[str, np.ndarray], nj: int = 1,
+                  desc: str = "decode") -> dict[str, DecodeResult]:
     """Decode every utterance (best path and lattice); ``nj`` > 1 splits the utterances over
     that many processes, with the same results as one."""
-    _WORK.update(decoder=Decoder(graph, trans_log_probs, cfg), scores=scores)
+    _WORK.update(decoder=dec, scores=scores)
     utts = sorted(scores, key=lambda u: -len(scores[u]))
     chunks = [c for c in (utts[i::max(nj, 1) * 4] for i in range(max(nj, 1) * 4)) if c]
     results: dict[str, DecodeResult] = {}
@@ -192,29 +192,30 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
             yield p, hyp
     else:
         feats = features_for_files(model, paths, scp_entries)
-        feats = adapted_features(model, graph, feats, {p: p for p in feats}, cfg, nj)  # each file its own speaker
-        scores = {p: model.scores(f) for p, f in feats.items()}
-        res = decode_scores(graph, model.trans.log_probs, scores, cfg, nj)
+        feats = adapted_features(model, dec, feats, {p: p for p in feats}, nj)  # each file its own speaker
+        res = decode_scores(dec, {p: model.scores(f) for p, f in feats.items()}, nj)
         for p in paths:
             bar.update(1)
             yield p, _to_hyp(res[p], model, acs, pen, nbest)
     bar.close()
 
 
-def adapted_features(model, graph: DecodingGraph, feats: dict[str, np.ndarray], utt2spk: dict[str, str],
-                     cfg: DecoderConfig, nj: int = 1, name: str = "") -> dict[str, np.ndarray]:
+def adapted_features(model, dec: Decoder, feats: dict[str, np.ndarray], utt2spk: dict[str, str],
+                     nj: int = 1, name: str = "") -> dict[str, np.ndarray]:
     """Features for the final pass: unchanged, or for a speaker-adapted model (Kaldi's
     decode_fmllr.sh) fMLLR-transformed per speaker, estimated from the best paths of a
-    speaker-independent pass and re-estimated from each adapted pass (``cfg.fmllr_passes``
-    estimates in all)."""
+    speaker-independent pass and re-estimated from each adapted pass (``fmllr_passes``
+    estimates in all; the first pass at ``first_beam`` / ``first_max_active``)."""
     if not getattr(model, "speaker_adaptive", False):
         return feats
-    first_cfg = dataclasses.replace(cfg, beam=cfg.first_beam or cfg.beam, max_active=cfg.first_max_active or cfg.max_active)
+    cfg = dec.cfg
+    first = dec.with_config(dataclasses.replace(cfg, beam=cfg.first_beam or cfg.beam,
+                                                max_active=cfg.first_max_active or cfg.max_active))
     scorer, adapted = model.first_pass(), feats
     for k in range(cfg.fmllr_passes):
         what = "speaker-independent pass" if k == 0 else f"adapted pass {k}"
-        best = decode_scores(graph, model.trans.log_probs, {u: scorer.scores(f) for u, f in adapted.items()},
-                             first_cfg if k == 0 else cfg, nj, desc=f"decode {name} ({what})")
+        best = decode_scores(first if k == 0 else dec, {u: scorer.scores(f) for u, f in adapted.items()}, nj,
+                             desc=f"decode {name} ({what})")
         adapted, _ = model.adapt(feats, {u: r.pdfs for u, r in best.items()}, utt2spk)
         scorer = model
     return adapted
@@ -222,9 +223,7 @@ def adapted_features(model, graph: DecodingGraph, feats: dict[str, np.ndarray], 
 
 def _file_scores(model, dec: Decoder, feats: np.ndarray, name: str) -> np.ndarray:
     """(T, pdfs) scores of one file or chunk (a SAT model adapts to it: its own speaker)."""
-    if getattr(model, "speaker_adaptive", False):
-        feats = adapted_features(model, dec.g, {name: feats}, {name: name}, dec.cfg)[name]
-    return model.scores(feats)
+    return model.scores(adapted_features(model, dec, {name: feats}, {name: name})[name])
 
 
 def _is_long(path: str) -> bool:
@@ -330,13 +329,14 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     if len(cfgs) > 1 and not has_ref:
         raise AsrError(f"{data_dir}: a grid needs reference text to pick from")
     search_cfg = cfgs[len(cfgs) // 2]
+    dec = Decoder(graph, model.trans.log_probs, search_cfg)
     t1 = time.time()
-    feats = adapted_features(model, graph, feats, data.utt2spk, search_cfg, nj, data_dir.name)
+    feats = adapted_features(model, dec, feats, data.utt2spk, nj, data_dir.name)
     t_search = time.time() - t1
     scores = {u: model.scores(f) for u, f in feats.items()}
     t_scores = time.time() - t0 - t_search
     t1 = time.time()
-    first = decode_scores(graph, model.trans.log_probs, scores, search_cfg, nj, desc=f"decode {data_dir.name}")
+    first = decode_scores(dec, scores, nj, desc=f"decode {data_dir.name}")
     t_search += time.time() - t1
     not_final = {u for u, r in first.items() if not r.reached_final}
     if not_final:

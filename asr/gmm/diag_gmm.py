@@ -133,6 +133,26 @@ class DiagGmmSet:
         return ll + lw[None]
 
     # --- EM ---------------------------------------------------------------------------
+    def frame_posteriors(self, feats: np.ndarray, pdf_ids: np.ndarray, chunk: int = 20000):
+        """Component posteriors of aligned frames, pdf by pdf.
+
+        Args:
+            feats: (N, D) frames; pdf_ids: (N,) the pdf each frame is aligned to (-1: left out).
+        Yields:
+            ``(pdf, rows, post, loglik)``: rows (n,) into ``feats`` of frames of that pdf
+            (at most ``chunk``, so no huge (n, M, D) array is built), post (n, M) their
+            posteriors over its components, loglik (n,) float64 log p(x | pdf).
+        """
+        order = np.argsort(pdf_ids, kind="stable")
+        bounds = np.searchsorted(pdf_ids[order], np.arange(self.num_pdfs + 1))
+        for p in range(self.num_pdfs):
+            frames = order[bounds[p]:bounds[p + 1]]
+            for start in range(0, len(frames), chunk):
+                rows = frames[start:start + chunk]
+                ll = self._component_loglik(p, feats[rows].astype(np.float64))
+                tot = np.logaddexp.reduce(ll, axis=1)
+                yield p, rows, np.exp(ll - tot[:, None]), tot
+
     def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None) -> GmmStats:
         """Viterbi-EM statistics: each frame belongs to one pdf, soft over its components.
 
@@ -144,26 +164,15 @@ class DiagGmmSet:
                 the speaker-independent model of a SAT system).
         """
         P, M, _ = self.means.shape
-        D = feats.shape[1] if stats_feats is None else stats_feats.shape[1]
+        src = feats if stats_feats is None else stats_feats
+        D = src.shape[1]
         stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
-        order = np.argsort(pdf_ids, kind="stable")
-        bounds = np.searchsorted(pdf_ids[order], np.arange(P + 1))
-        x_all = feats[order].astype(np.float64)
-        s_all = x_all if stats_feats is None else stats_feats[order].astype(np.float64)
-        for p in range(P):
-            x, xs = x_all[bounds[p]:bounds[p + 1]], s_all[bounds[p]:bounds[p + 1]]
-            if len(x) == 0:
-                continue
-            # Chunk so a pdf with very many frames does not build a huge (n, M, D) array.
-            for start in range(0, len(x), 20000):
-                ll = self._component_loglik(p, x[start:start + 20000])
-                xc = xs[start:start + 20000]
-                tot = np.logaddexp.reduce(ll, axis=1)
-                post = np.exp(ll - tot[:, None])
-                stats.loglik += float(tot.sum())
-                stats.occ[p] += post.sum(0)
-                stats.sx[p] += post.T @ xc
-                stats.sxx[p] += post.T @ (xc * xc)
+        for p, rows, post, tot in self.frame_posteriors(feats, pdf_ids):
+            xc = src[rows].astype(np.float64)
+            stats.loglik += float(tot.sum())
+            stats.occ[p] += post.sum(0)
+            stats.sx[p] += post.T @ xc
+            stats.sxx[p] += post.T @ (xc * xc)
         return stats
 
     def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0,

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -147,10 +147,15 @@ def _var_floor(feats: dict[str, np.ndarray], cfg: GmmTrainConfig) -> np.ndarray:
 
 
 def finish_training(model: GmmHmm, aligner: Aligner, text: dict[str, list[str]], out_dir: Path,
-                    history: list[dict], info: dict) -> None:
-    """Final alignment with the final model (the next stage's input); write the model dir."""
+                    history: list[dict], info: dict,
+                    before_save: Callable[[GmmHmm, dict[str, np.ndarray]], None] | None = None) -> None:
+    """Final alignment with the final model (the next stage's input); write the model dir.
+    ``before_save(model, frame_pdfs)`` may complete the model from that alignment (SAT's
+    speaker-independent model) before anything is written."""
     alis = aligner.align()
     model.info = info
+    if before_save is not None:
+        before_save(model, {u: aligner.graphs[u].pdf[a.states] for u, a in alis.items()})
     model.save(out_dir)
     write_text_atomic(out_dir / "train_log.json", json.dumps(history, indent=1) + "\n")
     save_alignment_outputs(out_dir / "ali", model, aligner.graphs, alis, text)

@@ -69,17 +69,11 @@ def accumulate_fmllr(gmm: DiagGmmSet, x: np.ndarray, pdf_ids: np.ndarray,
     w_mu = np.zeros((N, D))  # sum_m g_tm mu_m / var_m
     weight = np.ones(N) if frame_weights is None else np.asarray(frame_weights, dtype=np.float64)
     weight = np.where(pdf_ids >= 0, weight, 0.0)
-    order = np.argsort(pdf_ids, kind="stable")
-    bounds = np.searchsorted(pdf_ids[order], np.arange(gmm.num_pdfs + 1))
-    for p in range(gmm.num_pdfs):
-        idx = order[bounds[p]:bounds[p + 1]]
-        if len(idx) == 0:
-            continue
-        ll = gmm._component_loglik(p, x[idx])
-        post = np.exp(ll - np.logaddexp.reduce(ll, axis=1)[:, None]) * weight[idx, None]
+    for p, rows, post, _ in gmm.frame_posteriors(x, pdf_ids):
+        post *= weight[rows, None]
         inv_var = np.where(np.isfinite(gmm.log_weights[p])[:, None], 1.0 / gmm.variances[p], 0.0)
-        w_iv[idx] = post @ inv_var
-        w_mu[idx] = post @ (gmm.means[p] * inv_var)
+        w_iv[rows] = post @ inv_var
+        w_mu[rows] = post @ (gmm.means[p] * inv_var)
     xi = np.concatenate([x, np.ones((N, 1))], axis=1)
     G = np.stack([(xi * w_iv[:, i:i + 1]).T @ xi for i in range(D)])
     return FmllrStats(float(weight.sum()), w_mu.T @ xi, G)
@@ -134,30 +128,33 @@ def load_transforms(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def adapt_speakers(gmm: DiagGmmSet, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
-                   frame_weights: dict[str, np.ndarray], utt2spk: dict[str, str], num_iters: int = 10,
-                   min_count: float = 50.0, init: dict[str, np.ndarray] | None = None
+                   utt2spk: dict[str, str], silence_pdfs: set[int] | frozenset = frozenset(),
+                   silence_weight: float = 0.0, num_iters: int = 10, min_count: float = 50.0,
+                   init: dict[str, np.ndarray] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Estimate one transform per speaker from aligned frames and apply it to all its utterances.
 
     Args:
-        feats: utt -> (T, D) unadapted features; frame_pdfs, frame_weights: utt -> (T,).
+        feats: utt -> (T, D) unadapted features; frame_pdfs: utt -> (T,) aligned pdfs.
+        silence_pdfs, silence_weight: frames of these pdfs count this much (Kaldi's
+            weight-silence-post; 0 leaves silence out).
         init: speaker -> transform to start the row updates from (the previous estimate).
     Returns:
         utt -> (T, D) adapted features (utterances without an alignment get their speaker's
         transform too), and speaker -> (D, D+1) transform.
     """
+    sil = np.array(sorted(silence_pdfs), dtype=np.int64)
     by_spk: dict[str, list[str]] = {}
     for u in sorted(feats):
         by_spk.setdefault(utt2spk.get(u, u), []).append(u)
     transforms, out = {}, {}
     for spk, utts in by_spk.items():
         aligned = [u for u in utts if u in frame_pdfs]
-        D = feats[utts[0]].shape[1]
-        stats = FmllrStats.zeros(D)
+        stats = FmllrStats.zeros(feats[utts[0]].shape[1])
         if aligned:
-            stats = accumulate_fmllr(gmm, np.concatenate([feats[u] for u in aligned]),
-                                     np.concatenate([frame_pdfs[u] for u in aligned]),
-                                     np.concatenate([frame_weights[u] for u in aligned]))
+            pdfs = np.concatenate([frame_pdfs[u] for u in aligned])
+            stats = accumulate_fmllr(gmm, np.concatenate([feats[u] for u in aligned]), pdfs,
+                                     np.where(np.isin(pdfs, sil), silence_weight, 1.0))
         W = estimate_fmllr(stats, num_iters, None if init is None else init.get(spk), min_count)
         transforms[spk] = W
         for u in utts:

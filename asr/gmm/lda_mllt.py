@@ -78,41 +78,32 @@ class FullCovStats:
     comp: np.ndarray
 
 
-def accumulate_full_cov(gmm: DiagGmmSet, x: np.ndarray, pdf_ids: np.ndarray, min_occ: float = 1e-3,
-                        frame_weights: np.ndarray | None = None) -> FullCovStats:
+def accumulate_full_cov(gmm: DiagGmmSet, x: np.ndarray, pdf_ids: np.ndarray, min_occ: float = 1e-3) -> FullCovStats:
     """Full-covariance statistics of every Gaussian, frames soft-assigned within their pdf.
 
     Args:
         x: (N, D) frames; pdf_ids: (N,) the pdf each is aligned to (-1: left out).
-        frame_weights: optional (N,) weight per frame.
     """
     D = x.shape[1]
-    order = np.argsort(pdf_ids, kind="stable")
-    sorted_ids = pdf_ids[order]
-    bounds = np.searchsorted(sorted_ids, np.arange(gmm.num_pdfs + 1))
+    acc: dict[int, list[np.ndarray]] = {}  # pdf -> [occ (m,), sum x (m, D), sum x x^T (m, D, D)], real components
+    for p, rows, post, _ in gmm.frame_posteriors(x, pdf_ids):
+        real = np.flatnonzero(np.isfinite(gmm.log_weights[p]))
+        post, xs = post[:, real], x[rows].astype(np.float64)
+        a = acc.setdefault(p, [np.zeros(len(real)), np.zeros((len(real), D)), np.zeros((len(real), D, D))])
+        a[0] += post.sum(0)
+        a[1] += post.T @ xs
+        a[2] += np.einsum("nm,nd,ne->mde", post, xs, xs, optimize=True)
     occs, covs, pdfs, comps = [], [], [], []
-    for p in range(gmm.num_pdfs):
-        idx = order[bounds[p]:bounds[p + 1]]
-        if len(idx) == 0:
-            continue
-        xs = x[idx].astype(np.float64)
-        ll = gmm._component_loglik(p, xs)
-        post = np.exp(ll - np.logaddexp.reduce(ll, axis=1)[:, None])
-        if frame_weights is not None:
-            post *= frame_weights[idx, None]
-        for m in np.flatnonzero(np.isfinite(gmm.log_weights[p])):
-            g = post[:, m].sum()
-            if g < min_occ:
-                continue
-            mu = post[:, m] @ xs / g
-            xc = xs - mu
-            occs.append(g)
-            covs.append((xc * post[:, m, None]).T @ xc / g)
-            pdfs.append(p)
-            comps.append(m)
-    if not occs:
+    for p, (g, s1, s2) in sorted(acc.items()):
+        keep = g >= min_occ
+        mu = s1[keep] / g[keep, None]
+        occs.append(g[keep])
+        covs.append(s2[keep] / g[keep, None, None] - mu[:, :, None] * mu[:, None, :])
+        pdfs.append(np.full(keep.sum(), p))
+        comps.append(np.flatnonzero(np.isfinite(gmm.log_weights[p]))[keep])
+    if not occs or sum(len(o) for o in occs) == 0:
         raise AsrError("no frames to estimate a feature transform from")
-    return FullCovStats(np.array(occs), np.array(covs).reshape(-1, D, D), np.array(pdfs), np.array(comps))
+    return FullCovStats(np.concatenate(occs), np.concatenate(covs), np.concatenate(pdfs), np.concatenate(comps))
 
 
 def mllt_objective(A: np.ndarray, stats: FullCovStats) -> float:

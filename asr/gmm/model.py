@@ -72,11 +72,8 @@ class GmmHmm:
         from asr.gmm.fmllr import adapt_speakers
 
         opts = self.info.get("fmllr", {})
-        sil_pdfs = set(opts.get("silence_pdfs", []))
-        weights = {u: np.where(np.isin(p, list(sil_pdfs)), opts.get("silence_weight", 0.0), 1.0)
-                   for u, p in frame_pdfs.items()}
-        return adapt_speakers(self.gmm, feats, frame_pdfs, weights, utt2spk, opts.get("num_iters", 10),
-                              opts.get("min_count", 50.0))
+        return adapt_speakers(self.gmm, feats, frame_pdfs, utt2spk, set(opts.get("silence_pdfs", [])),
+                              opts.get("silence_weight", 0.0), opts.get("num_iters", 10), opts.get("min_count", 50.0))
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """(T, num_pdfs) log-likelihoods of (T, D) pipeline-transformed features."""

@@ -55,15 +55,13 @@ def silence_pdfs(model: GmmHmm, sil_phones: set[int]) -> set[int]:
 class MlltUpdater:
     """Re-estimates MLLT on the configured iterations (an :class:`~asr.gmm.em.FeatureUpdater`)."""
 
-    def __init__(self, model: GmmHmm, feats: dict[str, np.ndarray], lda: np.ndarray, cfg: LdaMlltConfig,
+    def __init__(self, feats: dict[str, np.ndarray], lda: np.ndarray, pipeline: FeaturePipeline, cfg: LdaMlltConfig,
                  sil_phones: set[int]):
-        self.feats, self.lda, self.cfg = feats, lda, cfg
+        self.feats, self.lda, self.base, self.cfg, self.sil_phones = feats, lda, pipeline, cfg, sil_phones
         # The LDA-projected frames; the training features are always these times the current
         # MLLT product, so a resumed run computes exactly the frames of an uninterrupted one.
         self.lda_feats = dict(feats)
-        self.sil_pdfs = np.array(sorted(silence_pdfs(model, sil_phones)), dtype=np.int64)
         self.mllt = np.eye(lda.shape[0])
-        self.base = model.pipeline
 
     def _apply(self, model: GmmHmm) -> None:
         m = self.mllt.T.astype(np.float32)
@@ -77,7 +75,7 @@ class MlltUpdater:
         utts = sorted(frame_pdfs)
         x = np.concatenate([self.feats[u] for u in utts])
         ids = np.concatenate([frame_pdfs[u] for u in utts])
-        ids = np.where(np.isin(ids, self.sil_pdfs), -1, ids)
+        ids = np.where(np.isin(ids, sorted(silence_pdfs(model, self.sil_phones))), -1, ids)
         stats = accumulate_full_cov(model.gmm, x, ids)
         A = estimate_mllt(stats, self.cfg.mllt_update_iters)
         transform_gmm(model.gmm, A, stats)
@@ -118,7 +116,6 @@ def train_lda_mllt(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Pa
     for u in feats:
         feats[u] = feats[u] @ lda32
     pipeline = dataclasses.replace(spliced, projection=lda.tolist())
-    sil_set = set(sil.tolist())
     return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, feats, pipeline, name="tri2",
-                      updater_factory=lambda model: MlltUpdater(model, feats, lda, cfg, sil_set),
+                      updater=MlltUpdater(feats, lda, pipeline, cfg, set(sil.tolist())),
                       info={"lda_dim": cfg.lda_dim, "splice_context": cfg.splice_context})

@@ -45,25 +45,21 @@ class SatConfig(TriConfig):
     silence_weight: float = 0.0
 
 
-def _frame_weights(frame_pdfs: dict[str, np.ndarray], sil_pdfs: set[int], weight: float) -> dict[str, np.ndarray]:
-    sil = np.array(sorted(sil_pdfs), dtype=np.int64)
-    return {u: np.where(np.isin(p, sil), weight, 1.0) for u, p in frame_pdfs.items()}
-
-
 class FmllrUpdater:
     """Re-estimates every speaker's fMLLR on the configured iterations (a FeatureUpdater)."""
 
-    def __init__(self, model: GmmHmm, si_feats: dict[str, np.ndarray], feats: dict[str, np.ndarray],
-                 utt2spk: dict[str, str], transforms: dict[str, np.ndarray], cfg: SatConfig, sil_phones: set[int]):
+    def __init__(self, si_feats: dict[str, np.ndarray], feats: dict[str, np.ndarray], utt2spk: dict[str, str],
+                 transforms: dict[str, np.ndarray], cfg: SatConfig, sil_phones: set[int]):
         self.si_feats, self.feats, self.utt2spk, self.transforms, self.cfg = si_feats, feats, utt2spk, transforms, cfg
-        self.sil_pdfs = silence_pdfs(model, sil_phones)
+        self.sil_phones = sil_phones
 
     def update(self, it: int, model: GmmHmm, frame_pdfs: dict[str, np.ndarray]) -> bool:
         if it not in self.cfg.fmllr_iters:
             return False
         adapted, self.transforms = adapt_speakers(
-            model.gmm, self.si_feats, frame_pdfs, _frame_weights(frame_pdfs, self.sil_pdfs, self.cfg.silence_weight),
-            self.utt2spk, self.cfg.fmllr_update_iters, self.cfg.fmllr_min_count, init=self.transforms)
+            model.gmm, self.si_feats, frame_pdfs, self.utt2spk, silence_pdfs(model, self.sil_phones),
+            self.cfg.silence_weight,
+            self.cfg.fmllr_update_iters, self.cfg.fmllr_min_count, init=self.transforms)
         self.feats.update(adapted)
         return True
 
@@ -97,30 +93,25 @@ def train_sat(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, p
     for u, p in pdfs.items():
         if len(p) != len(si_feats[u]) or p.max() >= prev.gmm.num_pdfs:
             raise AsrError(f"{ali_dir}: the alignment of {u} does not fit {prev_dir} and {data_dir}")
-    feats, transforms = adapt_speakers(prev.gmm, si_feats, pdfs,
-                                       _frame_weights(pdfs, silence_pdfs(prev, sil_phones), cfg.silence_weight),
-                                       data.utt2spk, cfg.fmllr_update_iters, cfg.fmllr_min_count)
+    feats, transforms = adapt_speakers(prev.gmm, si_feats, pdfs, data.utt2spk, silence_pdfs(prev, sil_phones),
+                                       cfg.silence_weight, cfg.fmllr_update_iters, cfg.fmllr_min_count)
     log.info("tri3: first fMLLR transforms of %d speakers from %s", len(transforms), prev_dir)
-    holder: dict[str, FmllrUpdater] = {}
+    updater = FmllrUpdater(si_feats, feats, data.utt2spk, transforms, cfg, sil_phones)
 
-    def make_updater(model: GmmHmm) -> FmllrUpdater:
-        holder["u"] = FmllrUpdater(model, si_feats, feats, data.utt2spk, transforms, cfg, sil_phones)
-        return holder["u"]
+    def add_first_pass_model(model: GmmHmm, final: dict[str, np.ndarray]) -> None:
+        """The first-pass model: the SAT model's posteriors on adapted features under the final
+        alignment, statistics of the unadapted ones (one ML update of a copy, as Kaldi's
+        gmm-acc-stats-twofeats + gmm-est)."""
+        utts = sorted(final)
+        si_gmm = copy.deepcopy(model.gmm)
+        stats = model.gmm.accumulate(np.concatenate([feats[u] for u in utts]), np.concatenate([final[u] for u in utts]),
+                                     stats_feats=np.concatenate([si_feats[u] for u in utts]))
+        si_gmm.update(stats, cfg.var_floor * global_stats(si_feats, utts)[1], cfg.min_gauss_occ)
+        model.si_gmm = si_gmm
+        model.info["fmllr"] = {"silence_pdfs": sorted(silence_pdfs(model, sil_phones)),
+                               "silence_weight": cfg.silence_weight, "num_iters": cfg.fmllr_update_iters,
+                               "min_count": cfg.fmllr_min_count}
+        save_transforms(out_dir / "fmllr_train.npz", updater.transforms)
 
-    model = train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, feats, prev.pipeline, name="tri3",
-                       updater_factory=make_updater)
-    transforms = holder["u"].transforms
-    # The first-pass model: the SAT model's posteriors on adapted features, statistics of the
-    # unadapted ones (one ML update of a copy, as Kaldi's gmm-acc-stats-twofeats + gmm-est).
-    final = read_alignments(out_dir / "ali", "pdf")
-    utts = sorted(u for u in final if u in feats)
-    si_gmm = copy.deepcopy(model.gmm)
-    stats = model.gmm.accumulate(np.concatenate([feats[u] for u in utts]), np.concatenate([final[u] for u in utts]),
-                                 stats_feats=np.concatenate([si_feats[u] for u in utts]))
-    si_gmm.update(stats, cfg.var_floor * global_stats(si_feats, utts)[1], cfg.min_gauss_occ)
-    model.si_gmm = si_gmm
-    model.info["fmllr"] = {"silence_pdfs": sorted(silence_pdfs(model, sil_phones)), "silence_weight": cfg.silence_weight,
-                           "num_iters": cfg.fmllr_update_iters, "min_count": cfg.fmllr_min_count}
-    model.save(out_dir)
-    save_transforms(out_dir / "fmllr_train.npz", transforms)
-    return model
+    return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, feats, prev.pipeline, name="tri3",
+                      updater=updater, before_save=add_first_pass_model)

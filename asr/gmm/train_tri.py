@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from asr.datadir import DataDir
 from asr.decode.config import DecoderConfig
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em
+from asr.gmm.em import FeatureUpdater, GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner
 from asr.hmm.align_graph import build_align_graph
@@ -74,14 +75,16 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
 
 def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, out_dir: str | Path, cfg: TriConfig,
                feats: dict[str, np.ndarray], pipeline: FeaturePipeline, name: str = "tri",
-               updater_factory=None, info: dict | None = None) -> GmmHmm:
+               updater: FeatureUpdater | None = None, info: dict | None = None,
+               before_save: Callable[[GmmHmm, dict[str, np.ndarray]], None] | None = None) -> GmmHmm:
     """Tree, initial model and EM of a tied-state system on given features (deltas for tri1,
     LDA+MLLT for tri2, fMLLR for SAT).
 
     Args:
         feats: utt -> (T, D) features in ``pipeline``'s space (changed in place by an updater).
-        updater_factory: model -> :class:`~asr.gmm.em.FeatureUpdater` (MLLT, fMLLR), or None.
+        updater: a :class:`~asr.gmm.em.FeatureUpdater` (MLLT, fMLLR), or None.
         info: extra fields for model.json's info.
+        before_save: see :func:`~asr.gmm.em.finish_training`.
     """
     data_dir, ali_dir, out_dir = Path(data_dir), Path(ali_dir), Path(out_dir)
     t_start = time.time()
@@ -120,12 +123,11 @@ def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, 
     aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence)
     fingerprint = {"data": str(data_dir.resolve()), "ali": str(ali_dir.resolve()), "frames": num_frames,
                    "tree": json.dumps(tree.to_dict()), "pipeline": json.dumps(pipeline.to_dict())}
-    updater = updater_factory(model) if updater_factory is not None else None
     history = run_em(model, aligner, feats, frame_pdfs, cfg, var_floor, out_dir, fingerprint, name, updater)
     finish_training(model, aligner, data.text, out_dir, history, {
         "train_data": str(data_dir), "ali": str(ali_dir), "train_seconds": round(time.time() - t_start, 1),
         "num_pdfs": tree.num_pdfs, "num_leaves_requested": cfg.num_leaves, "gaussians": model.gmm.total_gaussians(),
-        "contexts_seen": int(len(stats.keys)), "config": dataclasses.asdict(cfg), **(info or {})})
+        "contexts_seen": int(len(stats.keys)), "config": dataclasses.asdict(cfg), **(info or {})}, before_save)
     write_text_atomic(out_dir / "tree_info.json", json.dumps({
         "leaves": tree.num_pdfs, "questions": len(tree.questions),
         "initial_leaf_frames": {"min": int(leaf[:, 0].min()), "median": float(np.median(leaf[:, 0])),

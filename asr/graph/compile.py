@@ -54,7 +54,7 @@ class DecodingGraph(Fst):
             token is expanded once, after all its epsilon predecessors).
         model_fingerprint: asr.model_dir.fingerprint() of the model the graph is for.
         inputs_fingerprint: what the graph is made of (tree, lexicon, LM, options; see
-            ``asr.cli.cmd_mkgraph``): models with the same one can share the graph, as a
+            :mod:`asr.graph.mkgraph`): models with the same one can share the graph, as a
             SAT GMM and the DNN on its tied states do in Kaldi. Empty in older files.
     """
 
