@@ -131,3 +131,30 @@ def features_for_files(model, paths: list[str], scp_entries: bool = False) -> di
             raise AsrError(f"{p}: too short to decode (less than one {model.feature.frame_length_ms:g} ms frame)")
         out[p] = transform(raw, model.pipeline)
     return out
+
+
+def features_for_long_file(model, path: str, chunk_seconds: float = 30.0) -> np.ndarray:
+    """(T, D) features of a long recording, read chunk by chunk (cut in pauses, each with its
+    own CMVN, as long-file decoding does) so that the audio is never in memory whole.
+
+    Each chunk's frames are placed at its start time on the file's clock (padded with its
+    last frame, a pause, or trimmed by the frame or two that framing loses at a cut), so frame
+    t is at t x frame shift seconds whatever the chunking.
+    """
+    from asr.audio import read_audio_chunks
+
+    shift = model.feature.frame_shift_ms / 1000
+    chunks: list[tuple[int, np.ndarray]] = []
+    for start, samples in read_audio_chunks(path, model.feature.sample_rate, chunk_seconds):
+        raw = compute_features(samples, model.feature)
+        if raw.shape[0]:
+            chunks.append((int(round(start / shift)), transform(raw, model.pipeline)))
+    if not chunks:
+        raise AsrError(f"{path}: too short to align (less than one {model.feature.frame_length_ms:g} ms frame)")
+    parts = []
+    for k, (first, feats) in enumerate(chunks):
+        if k + 1 < len(chunks):
+            n = chunks[k + 1][0] - first
+            feats = feats[:n] if len(feats) >= n else np.concatenate([feats, np.repeat(feats[-1:], n - len(feats), 0)])
+        parts.append(feats)
+    return np.concatenate(parts)

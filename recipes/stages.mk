@@ -113,7 +113,7 @@ $(EXP)/tri3/.done.train: $(EXP)/tri2/.done.train $(DATA)/lang/.done $(DATA)/.don
 	touch $@
 
 # Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).
-6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn ctc,$(SYSTEMS))))
+6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn dnn_fmllr ctc,$(SYSTEMS))))
 
 # The DNN's training data: TRAIN_SET, or with DNN_SPEED_PERTURB (e.g. 0.9,1.0,1.1) Kaldi
 # nnet3's speed-perturbed copies of it, aligned by DNN_GMM like the original (a SAT system
@@ -142,6 +142,22 @@ dnn: $(EXP)/dnn/.done.train
 $(EXP)/dnn/.done.train: $(EXP)/$(DNN_GMM)/.done.train $(DNN_DEPS)
 	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) --gmm $(EXP)/$(DNN_GMM) \
 	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	touch $@
+
+# Kaldi's classic hybrid on fMLLR features ([dnn_fmllr] section): the DNN's training data in
+# tri3's LDA+MLLT+fMLLR space, with the speakers' transforms of tri3's alignment of it (the
+# DNN's own alignment when DNN_GMM is tri3 with speed perturbation); decoding runs tri3's
+# speaker-independent pass and adapts before the network scores. It reads MFCC data dirs.
+FMLLR_ALI := $(if $(and $(filter tri3,$(DNN_GMM)),$(DNN_SPEED_PERTURB)),$(DNN_ALI),$(EXP)/tri3_ali_$(DNN_TRAIN))
+ifneq ($(FMLLR_ALI),$(DNN_ALI))
+$(FMLLR_ALI)/.done: $(EXP)/tri3/.done.train $(if $(DNN_SPEED_PERTURB),$(DATA)/$(DNN_TRAIN)/.done)
+	$(ASR) align $(EXP)/tri3 --data $(DATA)/$(DNN_TRAIN) --out $(FMLLR_ALI)
+	touch $@
+endif
+dnn_fmllr: $(EXP)/dnn_fmllr/.done.train
+$(EXP)/dnn_fmllr/.done.train: $(EXP)/tri3/.done.train $(FMLLR_ALI)/.done
+	$(ASR) train-dnn --config $(CONF) --section dnn_fmllr --data $(DATA)/$(DNN_TRAIN) --ali $(FMLLR_ALI) \
+	  --gmm $(EXP)/tri3 --out $(EXP)/dnn_fmllr --set fmllr=true $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 	touch $@
 
 # The DNN's held-out utterances (whole training speakers it never trained on) as a dev set
@@ -176,6 +192,10 @@ $(EXP)/%/.done.graph: $(EXP)/%/.done.train $(DATA)/lang/.done
 ifneq ($(filter $(DNN_GMM),$(SYSTEMS)),)
 MKGRAPH_OPTS_dnn = --reuse $(EXP)/$(DNN_GMM)
 $(EXP)/dnn/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph
+endif
+ifneq ($(filter tri3,$(SYSTEMS)),)
+MKGRAPH_OPTS_dnn_fmllr = --reuse $(EXP)/tri3
+$(EXP)/dnn_fmllr/.done.graph: $(EXP)/tri3/.done.graph
 endif
 
 8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)

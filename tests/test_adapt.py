@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.fmllr import (FmllrStats, accumulate_fmllr, adapt_speakers, apply_fmllr, estimate_fmllr,
-                           fmllr_objective, load_transforms, save_transforms)
+from asr.gmm.fmllr import FmllrStats, accumulate_fmllr, adapt_speakers, apply_fmllr, estimate_fmllr, fmllr_objective
+from asr.hmm.alignments import load_transforms, save_transforms
 from asr.gmm.lda_mllt import accumulate_full_cov, estimate_lda, estimate_mllt, mllt_objective, transform_gmm
 from asr.utils import AsrError
 

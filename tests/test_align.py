@@ -226,3 +226,89 @@ def test_alternate_pronunciations(setup):
     ali = _align_one(g, emit, trans)
     assert ali.score == pytest.approx(ref_score, abs=1e-4)
     assert list(ali.states) == ref_path
+
+
+# ---------------------------------------------------------------- streaming (long recordings)
+
+
+def _arcs(g, trans):
+    from asr.hmm.align import arc_scores
+
+    tlp = torch.from_numpy(trans.log_probs).float() * TSCALE
+    return (arc_scores(g.pred_tid, g.pred_graph, tlp).numpy(),
+            arc_scores(g.final_tid, g.final_graph, tlp).numpy())
+
+
+def _planted_emissions(g, rng, stay: float = 0.6, margin: float = 3.0) -> np.ndarray:
+    """(T, S) noise plus ``margin`` along one random path through the graph (a recording
+    that fits its transcript), T being the length of that path."""
+    succ = _successors(g)
+    s = int(np.flatnonzero(np.isfinite(g.init_graph))[0])
+    last = int(np.flatnonzero(g.final_tid >= 0).max())
+    path = [s]
+    while s != last or rng.random() < stay:
+        nxt = [j for j, _ in succ[s] if j != s]
+        s = s if (rng.random() < stay or not nxt) else int(rng.choice(nxt))
+        if s > last:  # wandered past the end's silence: restart the walk's tail there
+            s = last
+        path.append(s)
+    emit = rng.normal(0, 1, (len(path), g.num_states))
+    emit[np.arange(len(path)), path] += margin
+    return emit
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streaming_viterbi_without_pruning_is_exact_viterbi(setup, seed):
+    """With an unbounded beam the band, block and partial-traceback bookkeeping must
+    reproduce exact Viterbi on arbitrary (noise) scores, whatever the block sizes."""
+    from asr.hmm.align_long import viterbi_streaming
+
+    phones, topo, trans, ctx, lex, _ = setup
+    rng = np.random.default_rng(seed)
+    words = list(rng.choice(["X", "Y"], size=12))
+    g = build_align_graph(words, lex, phones, trans, ctx)
+    emit = rng.normal(0, 2, (150, g.num_states))
+    exact = _align_one(g, emit, trans)
+    arc, fin = _arcs(g, trans)
+    cuts = np.sort(rng.choice(np.arange(1, 150), size=7, replace=False))
+    blocks = np.split(emit, cuts)  # uneven blocks, one of them possibly a single frame
+    got, _ = viterbi_streaming(g, blocks, arc, fin, np.arange(g.num_states), beam=math.inf)
+    assert got.score == pytest.approx(exact.score, abs=1e-3)
+    np.testing.assert_array_equal(got.states, exact.states)
+    np.testing.assert_array_equal(got.tids, exact.tids)
+
+
+def test_streaming_viterbi_on_a_long_transcript_is_exact_in_a_fraction_of_the_memory(setup):
+    """800 words, ~5k frames: the beam-pruned pass finds the exact path while holding
+    a tiny part of the T x S back-pointers, because the paths merge and are committed."""
+    from asr.hmm.align_long import viterbi_streaming
+
+    phones, topo, trans, ctx, lex, _ = setup
+    rng = np.random.default_rng(7)
+    g = build_align_graph(list(rng.choice(["X", "Y"], size=800)), lex, phones, trans, ctx)
+    emit = _planted_emissions(g, rng)
+    T, S = emit.shape
+    exact = _align_one(g, emit, trans)
+    arc, fin = _arcs(g, trans)
+    got, peak = viterbi_streaming(g, (emit[t:t + 500] for t in range(0, T, 500)), arc, fin,
+                                  np.arange(S), beam=30.0)
+    np.testing.assert_array_equal(got.states, exact.states)
+    np.testing.assert_array_equal(got.tids, exact.tids)
+    assert got.score == pytest.approx(exact.score, rel=1e-6)
+    assert peak < 0.002 * T * S, (peak, T * S)
+
+
+def test_streaming_viterbi_reports_a_recording_that_does_not_fit(setup):
+    from asr.hmm.align_long import viterbi_streaming
+
+    phones, topo, trans, ctx, lex, _ = setup
+    g = build_align_graph(["X", "Y", "X"], lex, phones, trans, ctx)
+    arc, fin = _arcs(g, trans)
+    # Too few frames to reach a final state: no alignment, as with exact Viterbi.
+    got, _ = viterbi_streaming(g, [np.zeros((4, g.num_states))], arc, fin, np.arange(g.num_states))
+    assert got is None
+    # Every path pruned away: a one-line error naming the frame.
+    emit = np.zeros((20, g.num_states))
+    emit[5:] = -np.inf
+    with pytest.raises(AsrError, match="no path within the beam survives frame"):
+        viterbi_streaming(g, [emit], arc, fin, np.arange(g.num_states))

@@ -241,3 +241,37 @@ def test_mkgraph_reuses_the_graph_of_a_model_with_the_same_tree(yesno_run: Path,
     run = subprocess.run([str(ASR), "mkgraph", str(dnn), "--lang", str(lang), "--reuse", str(exp / "mono")],
                          capture_output=True, text=True, check=True)
     assert "not reusable" in run.stderr
+
+
+@pytest.mark.slow
+def test_dnn_on_fmllr_features_of_the_sat_gmm(yesno_run: Path, tmp_path: Path) -> None:
+    """Kaldi's classic hybrid: a DNN on tri3's LDA+MLLT+fMLLR frames. The SAT alignment
+    writes each speaker's transform; training reads them; decoding runs tri3's
+    speaker-independent pass, adapts to each speaker (or file) and lets the DNN score."""
+    exp, data = yesno_run / "exp" / "yesno", yesno_run / "data" / "yesno"
+    ali = tmp_path / "tri3_ali"
+    subprocess.run([str(ASR), "align", str(exp / "tri3"), "--data", str(data / "train"), "--out", str(ali)],
+                   capture_output=True, text=True, check=True)
+    assert (ali / "fmllr.npz").exists()
+    dnn = tmp_path / "dnn_fmllr"
+    train = [str(ASR), "train-dnn", "--data", str(data / "train"), "--ali", str(ali), "--gmm", str(exp / "tri3"),
+             "--out", str(dnn), "--set", "fmllr=true", "--set", "num_layers=2", "--set", "hidden_dim=128",
+             "--set", "max_epochs=6", "--set", "cv_by=utterance"]
+    subprocess.run(train, capture_output=True, text=True, check=True)
+    meta = json.loads((dnn / "model.json").read_text())
+    assert meta["pipeline"]["projection"] is not None and meta["input_dim"] == 40  # tri3's LDA+MLLT space
+    assert (dnn / "adapt_gmm" / "model.json").exists()
+    subprocess.run([str(ASR), "mkgraph", str(dnn), "--lang", str(data / "lang"), "--reuse", str(exp / "tri3")],
+                   capture_output=True, text=True, check=True)
+    run = subprocess.run([str(ASR), "decode", str(dnn), "--data", str(data / "test"), "--dir", str(tmp_path / "dec")],
+                         capture_output=True, text=True, check=True)
+    assert "speaker-independent pass" in run.stderr
+    errors = int((tmp_path / "dec" / "wer.txt").read_text().split()[3])
+    assert errors <= 3, (tmp_path / "dec" / "wer.txt").read_text()  # of 232 words
+    wav = data / "local" / "waves_yesno" / "1_0_0_0_0_0_1_1.wav"
+    out = subprocess.run([str(ASR), "decode", str(dnn), str(wav)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["YES", "NO", "NO", "NO", "NO", "NO", "YES", "YES"]
+    # fMLLR input needs its alignment's transforms (tri3's own training alignment has none)
+    bad = train[:5] + [str(exp / "tri3" / "ali")] + train[6:9] + [str(tmp_path / "bad")] + train[10:]
+    run = subprocess.run(bad, capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "no fmllr.npz" in run.stderr, run.stderr

@@ -392,6 +392,41 @@ def test_a_long_recording_decodes_chunk_by_chunk(yesno_run: Path, tmp_path: Path
     assert starts == sorted(starts) and starts[-1] > LONG_FILE_SECONDS
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("system", ["mono", "tri3"])
+def test_a_long_recording_aligns_in_a_streaming_pass(yesno_run: Path, tmp_path: Path, system: str) -> None:
+    """`asr align` of a recording over LONG_FILE_SECONDS takes the chunked, beam-pruned
+    path (tri3: speaker-independent pass, fMLLR to the file, adapted pass) and puts each
+    word where aligning its own file puts it."""
+    from asr.audio import LONG_FILE_SECONDS
+
+    waves = sorted((yesno_run / "data" / "yesno" / "local" / "waves_yesno").glob("*.wav"))[:14]
+    parts = [sf.read(w, dtype="float32")[0] for w in waves]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(parts), 8000)
+    assert sum(len(p) for p in parts) / 8000 > LONG_FILE_SECONDS
+    model = yesno_run / "exp" / "yesno" / system
+    words = [Path(w).stem.replace("1", "YES").replace("0", "NO").split("_") for w in waves]
+    run = _asr("align", model, long, " ".join(sum(words, [])), "--format", "json", check=True)
+    assert "streaming pass" in run.stderr
+    got = json.loads(run.stdout)["words"]
+    assert [w["label"] for w in got] == sum(words, [])
+    # the same words aligned utterance by utterance (the train dir holds these 14 files)
+    ali = tmp_path / "ali"
+    _asr("align", model, "--data", yesno_run / "data" / "yesno" / "train", "--out", ali, check=True)
+    starts: dict[str, list[float]] = {}
+    for line in (ali / "words.ctm").read_text().splitlines():
+        utt, _, start, *_ = line.split()
+        starts.setdefault(utt, []).append(float(start))
+    want, offset = [], 0.0
+    for w, part in zip(waves, parts):
+        want += [x + offset for x in starts[f"global_{w.stem}"]]
+        offset += len(part) / 8000
+    # CMVN is per 30 s chunk here and per speaker there: starts agree to a few frames
+    diff = np.abs(np.array([w["start"] for w in got]) - np.array(want))
+    assert np.median(diff) <= 0.02 and diff.max() <= 0.15, diff.max()
+
+
 def test_alignments_record_their_tree_and_a_mismatch_is_refused(tmp_path: Path) -> None:
     from asr.hmm.alignments import check_alignment_tree, write_alignments
 

@@ -209,6 +209,9 @@ def adapted_features(model, dec: Decoder, feats: dict[str, np.ndarray], utt2spk:
     if not getattr(model, "speaker_adaptive", False):
         return feats
     cfg = dec.cfg
+    # (quiet for one file or chunk: a long file would repeat it every 30 s)
+    log.log(logging.INFO if len(feats) > 1 else logging.DEBUG, "%s: speaker-independent pass, then fMLLR for each of %d speaker(s) (%d estimate(s)), then the "
+             "adapted pass", name or "decode", len(set(utt2spk.get(u, u) for u in feats)), cfg.fmllr_passes)
     first = dec.with_config(dataclasses.replace(cfg, beam=cfg.first_beam or cfg.beam,
                                                 max_active=cfg.first_max_active or cfg.max_active))
     scorer, adapted = model.first_pass(), feats

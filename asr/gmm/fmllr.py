@@ -112,21 +112,6 @@ def apply_fmllr(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     return (x @ W[:, :-1].T + W[:, -1]).astype(np.float32)
 
 
-def save_transforms(path: str | Path, transforms: dict[str, np.ndarray]) -> None:
-    """Speaker -> (D, D+1) transforms as one npz (speaker ids in an array, never as code)."""
-    spks = sorted(transforms)
-    with atomic_path(Path(path)) as tmp:
-        np.savez(tmp, speakers=np.array(spks), transforms=np.stack([transforms[s] for s in spks]))
-
-
-def load_transforms(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as z:
-            return {str(s): z["transforms"][i] for i, s in enumerate(z["speakers"])}
-    except (OSError, KeyError, ValueError) as e:
-        raise AsrError(f"{path}: not a file of fMLLR transforms ({e})") from None
-
-
 def adapt_speakers(gmm: DiagGmmSet, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
                    utt2spk: dict[str, str], silence_pdfs: set[int] | frozenset = frozenset(),
                    silence_weight: float = 0.0, num_iters: int = 10, min_count: float = 50.0,

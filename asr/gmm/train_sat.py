@@ -22,7 +22,8 @@ import numpy as np
 from asr.datadir import DataDir
 from asr.features import load_features
 from asr.gmm.em import global_stats
-from asr.gmm.fmllr import adapt_speakers, apply_fmllr, save_transforms
+from asr.gmm.fmllr import adapt_speakers, apply_fmllr
+from asr.hmm.alignments import save_transforms
 from asr.gmm.model import GmmHmm
 from asr.gmm.train_lda_mllt import silence_ids, silence_pdfs
 from asr.gmm.train_tri import TriConfig, train_tied

@@ -42,20 +42,20 @@ class Alignment:
     score: float
 
 
-def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_scores: list[torch.Tensor],
+def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arcs: list[torch.Tensor],
                   final_scores: list[torch.Tensor]) -> list[Alignment | None]:
     """Best state path of each graph.
 
     Args:
         graphs: B training graphs.
         emissions: B tensors (T_b, S_b) of scaled emission log-scores.
-        arc_scores: B tensors (S_b, K_b) of arc log-scores (-inf where no predecessor).
+        arcs: B tensors (S_b, K_b) of arc log-scores (-inf where no predecessor).
         final_scores: B tensors (S_b,) of end-of-utterance log-scores.
     Returns:
         One :class:`Alignment` per graph, or None where no path fits the frames.
     """
     out: list[Alignment | None] = []
-    for g, e, a, f in zip(graphs, emissions, arc_scores, final_scores):
+    for g, e, a, f in zip(graphs, emissions, arcs, final_scores):
         states, ks, score = _viterbi_one(g.pred.astype(np.int64), a.numpy().astype(np.float64),
                                          g.init_graph.astype(np.float64), f.numpy().astype(np.float64),
                                          e.numpy().astype(np.float32))
@@ -71,13 +71,26 @@ def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arc_s
 
 
 @numba.njit(cache=True)
+def best_predecessor(pred, arc, delta, j):  # pragma: no cover - compiled
+    """max_k delta[pred[j, k]] + arc[j, k] and its slot k (-inf, 0 when j has no live predecessor)."""
+    best, arg = -np.inf, 0
+    for k in range(pred.shape[1]):
+        p = pred[j, k]
+        if p < 0:
+            continue
+        c = delta[p] + arc[j, k]
+        if c > best:
+            best, arg = c, k
+    return best, arg
+
+
+@numba.njit(cache=True)
 def _viterbi_one(pred, arc, init, final, emit):  # pragma: no cover - compiled
     """Exact Viterbi of one utterance: pred (S, K) (-1: none), arc (S, K), init (S,),
     final (S,), emit (T, S). Returns states (T,), predecessor slots (T,), best score.
     Compiled, one utterance at a time: long utterances (a few thousand frames, a thousand
     states) cost T x S x K operations, not T tensor calls."""
     T, S = emit.shape
-    K = pred.shape[1]
     neg = -np.inf
     back = np.zeros((T, S), dtype=np.int16)
     delta = np.empty(S)
@@ -86,14 +99,7 @@ def _viterbi_one(pred, arc, init, final, emit):  # pragma: no cover - compiled
     new = np.empty(S)
     for t in range(1, T):
         for j in range(S):
-            best, arg = neg, 0
-            for k in range(K):
-                p = pred[j, k]
-                if p < 0:
-                    continue
-                c = delta[p] + arc[j, k]
-                if c > best:
-                    best, arg = c, k
+            best, arg = best_predecessor(pred, arc, delta, j)
             new[j] = best + emit[t, j]
             back[t, j] = arg
         delta, new = new, delta
@@ -114,7 +120,7 @@ def _viterbi_one(pred, arc, init, final, emit):  # pragma: no cover - compiled
     return states, ks, score
 
 
-def _arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> torch.Tensor:
+def arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> torch.Tensor:
     """Scaled transition log-prob of each arc (0 where there is no tid) plus its graph log-prob."""
     t = torch.from_numpy(tids)
     return torch.where(t >= 0, tlp[t.clamp(min=0)], torch.tensor(0.0)) + torch.from_numpy(graph_logp).float()
@@ -142,8 +148,8 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
 
     def flush() -> None:
         gs = [graphs[u] for u in batch]
-        arcs = [_arc_scores(g.pred_tid, g.pred_graph, tlp) for g in gs]
-        finals = [_arc_scores(g.final_tid, g.final_graph, tlp) for g in gs]
+        arcs = [arc_scores(g.pred_tid, g.pred_graph, tlp) for g in gs]
+        finals = [arc_scores(g.final_tid, g.final_graph, tlp) for g in gs]
         emissions = [emission_fn(u, g) for u, g in zip(batch, gs)]
         for u, a in zip(batch, viterbi_batch(gs, emissions, arcs, finals)):
             results[u] = a

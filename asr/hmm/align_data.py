@@ -11,10 +11,12 @@ import torch
 
 from asr.datadir import DataDir
 from asr.features import load_features
-from asr.hmm.align import Alignment, align_utterances
+from asr.hmm.align import Alignment, arc_scores, align_utterances
+from asr.hmm.align_long import viterbi_streaming
 from asr.hmm.align_graph import AlignGraph, build_align_graph
-from asr.acoustic import features_for_files, frame_shift_s, load_model, pdf_scores
-from asr.hmm.alignments import segments, to_seconds, tree_fingerprint, write_alignments, write_ctm
+from asr.acoustic import features_for_files, features_for_long_file, frame_shift_s, load_model, pdf_scores
+from asr.hmm.alignments import (FMLLR_TRANSFORMS, save_transforms, segments, to_seconds, tree_fingerprint,
+                                write_alignments, write_ctm)
 from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
@@ -88,21 +90,87 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
         raise AsrError(f"{audio}: the transcript is empty; give the words spoken, in quotes")
     model = load_model(model_dir)
     check_vocabulary(words, model.lexicon, audio)
+    if not hasattr(model, "align_spans") and _is_long(audio):
+        return _align_long_file(model, audio, words, opts)
     feats = features_for_files(model, [audio])
     duration = len(feats[audio]) * model.feature.frame_shift_ms / 1000
     if hasattr(model, "align_spans"):  # a model with its own forced alignment (CTC)
         return to_seconds(model.align_spans(feats[audio], words, audio), frame_shift_s(model)), duration
-    graphs, alis = _force_align(model, feats, {audio: words}, opts)
+    graphs, alis, _ = _force_align(model, feats, {audio: words}, opts)
     if audio not in alis:
         raise AsrError(f"{audio}: too short for its transcript, or no alignment fits")
     return to_seconds(frame_spans(model, graphs[audio], alis[audio], words), frame_shift_s(model)), duration
 
 
+def _is_long(path: str) -> bool:
+    from asr.audio import LONG_FILE_SECONDS, audio_info
+
+    frames, rate = audio_info(path)
+    return frames > LONG_FILE_SECONDS * rate
+
+
+def _align_long_file(model, audio: str, words: list[str], opts: dict
+                     ) -> tuple[dict[str, list[tuple[str, float, float]]], float]:
+    """Align a long recording in bounded memory: features chunk by chunk, then beam-pruned
+    streaming Viterbi scored block by block (:mod:`asr.hmm.align_long`). A SAT model aligns
+    speaker-independently first and adapts to the file (Kaldi's align_fmllr.sh)."""
+    feats = features_for_long_file(model, audio)
+    g = build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
+                          opts.get("sil_prob", 0.5), audio)
+    if len(feats) < len(g.equal_path) // 3:
+        raise AsrError(f"{audio}: too short for its transcript ({len(feats)} frames for {len(words)} words)")
+    ali = _stream_align(model.first_pass() if getattr(model, "speaker_adaptive", False) else model,
+                        feats, g, opts, audio)
+    if getattr(model, "speaker_adaptive", False):
+        adapted, _ = model.adapt({audio: feats}, {audio: g.pdf[ali.states]}, {audio: audio})
+        feats = adapted[audio]
+        ali = _stream_align(model, feats, g, opts, audio)
+    return to_seconds(frame_spans(model, g, ali, words), frame_shift_s(model)), len(feats) * frame_shift_s(model)
+
+
+def _stream_align(model, feats: np.ndarray, g: AlignGraph, opts: dict, name: str,
+                  block_frames: int = 1000, context: int = 50) -> Alignment:
+    """One streaming alignment of (T, D) features; Kaldi's beam, then its retry beam (x4)."""
+    acoustic_scale = opts.get("acoustic_scale", model.decoder.acoustic_scale)
+    tlp = torch.from_numpy(model.trans.log_probs).float() * opts.get("transition_scale",
+                                                                      model.decoder.transition_scale)
+    arc = arc_scores(g.pred_tid, g.pred_graph, tlp).numpy()
+    final = arc_scores(g.final_tid, g.final_graph, tlp).numpy()
+    pdfs, cols = np.unique(g.pdf, return_inverse=True)
+    bonus = np.where(g.phone == model.phones.id(model.silence_phone),
+                     acoustic_scale * math.log(opts.get("boost_silence", 1.0)), 0.0)
+
+    def blocks():
+        # each block is scored with `context` frames either side, so that spliced-input
+        # networks see the same frames as a whole-utterance pass
+        with torch.no_grad():
+            for t in range(0, len(feats), block_frames):
+                a, b = max(t - context, 0), min(t + block_frames + context, len(feats))
+                scores = pdf_scores(model, feats[a:b], pdfs)
+                yield acoustic_scale * scores[t - a:t - a + min(block_frames, len(feats) - t)].numpy()
+
+    beam = float(opts.get("beam", 30.0))
+    for attempt in (beam, 4 * beam):
+        try:
+            ali, peak = viterbi_streaming(g, blocks(), arc, final, cols, bonus, attempt)
+        except AsrError as e:
+            err = e
+            continue
+        if ali is not None:
+            log.info("%s: aligned %d frames to %d words in a streaming pass (beam %g; at most %d back-pointers "
+                     "held, against %d for exact Viterbi)", name, len(feats), int(g.word_pos.max()) + 1, attempt, peak, len(feats) * g.num_states)
+            return ali
+        err = AsrError("no surviving path ends in a final state")
+    raise AsrError(f"{name}: cannot align to its transcript: {err}")
+
+
 def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]], opts: dict,
-                 utt2spk: dict[str, str] | None = None) -> tuple[dict[str, AlignGraph], dict[str, Alignment]]:
-    """Training graphs of ``text`` and their alignments, with the ``[align]`` options
-    (sil_prob, acoustic_scale, transition_scale, boost_silence; the model's defaults otherwise).
-    A SAT model adapts to each speaker of ``utt2spk`` (default: each utterance alone)."""
+                 utt2spk: dict[str, str] | None = None
+                 ) -> tuple[dict[str, AlignGraph], dict[str, Alignment], dict[str, np.ndarray]]:
+    """Training graphs of ``text``, their alignments and (a SAT model) the speakers' fMLLR
+    transforms, with the ``[align]`` options (sil_prob, acoustic_scale, transition_scale,
+    boost_silence; the model's defaults otherwise). A SAT model adapts to each speaker of
+    ``utt2spk`` (default: each utterance alone)."""
     graphs = {u: build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
                                    opts.get("sil_prob", 0.5), u) for u, words in text.items()}
     scales = (opts.get("acoustic_scale", model.decoder.acoustic_scale),
@@ -111,8 +179,10 @@ def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]]
         # Kaldi's align_fmllr.sh: align speaker-independently, estimate each speaker's fMLLR
         # from that alignment, align again with the adapted features.
         first = Aligner(model.first_pass(), feats, graphs, *scales).align()
-        feats, _ = model.adapt(feats, {u: graphs[u].pdf[a.states] for u, a in first.items()}, utt2spk or {})
-    return graphs, Aligner(model, feats, graphs, *scales).align()
+        feats, transforms = model.adapt(feats, {u: graphs[u].pdf[a.states] for u, a in first.items()},
+                                        utt2spk or {})
+        return graphs, Aligner(model, feats, graphs, *scales).align(), transforms
+    return graphs, Aligner(model, feats, graphs, *scales).align(), {}
 
 
 def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None
@@ -126,8 +196,11 @@ def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
     model = load_model(model_dir)
     data = DataDir.load(data_dir)
     feats = load_features(data_dir, model.pipeline)
-    graphs, alis = _force_align(model, feats, {u: data.text[u] for u in data.utts()}, opts, data.utt2spk)
+    graphs, alis, transforms = _force_align(model, feats, {u: data.text[u] for u in data.utts()}, opts,
+                                            data.utt2spk)
     save_alignment_outputs(Path(out_dir), model, graphs, alis, data.text)
+    if transforms:  # Kaldi's align_fmllr.sh trans.*: what a DNN on fMLLR features trains on
+        save_transforms(Path(out_dir) / FMLLR_TRANSFORMS, transforms)
     shift = model.feature.frame_shift_ms / 1000
     frames = sum(len(a.states) for a in alis.values())
     log.info("aligned %d of %d utterances (%d frames) into %s; score/frame %.4f", len(alis), len(graphs), frames,

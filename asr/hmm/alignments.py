@@ -17,10 +17,11 @@ import kaldiio
 import numpy as np
 
 from asr.arkio import write_ark_scp
-from asr.utils import AsrError, atomic_open, ensure_dir
+from asr.utils import AsrError, atomic_open, atomic_path, ensure_dir
 
 
 TREE_FINGERPRINT = "tree_fingerprint"  # which tree's pdf ids an alignment dir holds
+FMLLR_TRANSFORMS = "fmllr.npz"  # a SAT model's per-speaker transforms (Kaldi's trans.*)
 
 
 def tree_fingerprint(trans, ctx, phones) -> str:
@@ -113,3 +114,18 @@ def write_ctm(path: str | Path, entries: dict[str, list[tuple[str, int, int]]], 
 def to_seconds(spans: dict[str, list[tuple[str, int, int]]], shift: float) -> dict[str, list[tuple[str, float, float]]]:
     """Frame intervals as ``(label, start s, end s)``."""
     return {name: [(lab, b * shift, (e + 1) * shift) for lab, b, e in t] for name, t in spans.items()}
+
+
+def save_transforms(path: str | Path, transforms: dict[str, np.ndarray]) -> None:
+    """Speaker -> (D, D+1) transforms as one npz (speaker ids in an array, never as code)."""
+    spks = sorted(transforms)
+    with atomic_path(Path(path)) as tmp:
+        np.savez(tmp, speakers=np.array(spks), transforms=np.stack([transforms[s] for s in spks]))
+
+
+def load_transforms(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as z:
+            return {str(s): z["transforms"][i] for i, s in enumerate(z["speakers"])}
+    except (OSError, KeyError, ValueError) as e:
+        raise AsrError(f"{path}: not a file of fMLLR transforms ({e})") from None

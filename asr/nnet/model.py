@@ -10,6 +10,11 @@ alignment the network was trained on, so the same graph and decoder serve both.
 Model dir: model.json (type "dnn", network config, features, topology, tree, decoder
 defaults), model.npz (transition log-probs, log priors), nnet.pt (weights),
 phones.txt / words.txt / lexicon.txt, graph.npz (``asr mkgraph``).
+
+A network on fMLLR features (Kaldi's classic hybrid recipe: LDA+MLLT+fMLLR frames of a SAT
+GMM) also holds that GMM in ``adapt_gmm/``: decoding and alignment run its
+speaker-independent pass and estimate each speaker's transform with it, exactly as for the
+GMM itself, and the network scores the adapted frames.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from asr.nnet.frames import splice
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.network import AcousticNet, NetConfig
 from asr.utils import AsrError
+
+
+ADAPT_GMM_DIR = "adapt_gmm"  # the SAT GMM of a network on fMLLR features
 
 
 def state_log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -57,8 +65,24 @@ class DnnHmm:
     prior_scale: float = 1.0
     info: dict = field(default_factory=dict)
     device: str = "cpu"
+    adapt_gmm: object | None = None  # the SAT GMM whose fMLLR transforms the input frames carry
 
     kind = "dnn"
+
+    @property
+    def speaker_adaptive(self) -> bool:
+        return self.adapt_gmm is not None
+
+    def first_pass(self):
+        """The model of the speaker-independent pass before adaptation: the SAT GMM's."""
+        return self.adapt_gmm.first_pass() if self.adapt_gmm is not None else self
+
+    def adapt(self, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray], utt2spk: dict[str, str]
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-speaker fMLLR by the SAT GMM (same tree, so the network's best paths serve too)."""
+        if self.adapt_gmm is None:
+            raise AsrError("this network takes speaker-independent features: nothing to adapt")
+        return self.adapt_gmm.adapt(feats, frame_pdfs, utt2spk)
 
     def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
         """(T, num_pdfs) log P(s | x_t) of (T, D) pipeline-transformed features."""
@@ -81,6 +105,8 @@ class DnnHmm:
         write_network(model_dir, self.net, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
         write_hmm_side(model_dir, self, {"net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
                                          "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale})
+        if self.adapt_gmm is not None:
+            self.adapt_gmm.save(model_dir / ADAPT_GMM_DIR)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> "DnnHmm":
@@ -90,8 +116,13 @@ class DnnHmm:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
         net = read_network(model_dir, AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"],
                                                   meta["num_pdfs"]), device)
+        adapt_gmm = None
+        if (model_dir / ADAPT_GMM_DIR / "model.json").exists():
+            from asr.acoustic import load_model
+
+            adapt_gmm = load_model(model_dir / ADAPT_GMM_DIR)
         return cls(net=net, log_priors=log_priors, prior_scale=meta.get("prior_scale", 1.0), device=device,
-                   **read_hmm_side(model_dir, meta, trans_lp))
+                   adapt_gmm=adapt_gmm, **read_hmm_side(model_dir, meta, trans_lp))
 
 
 class Ensemble:

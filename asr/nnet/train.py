@@ -74,6 +74,7 @@ class TrainConfig(Config):
     cmvn: bool = True
     norm_vars: bool = False
     delta_order: int = 0
+    fmllr: bool = False  # input: the SAT GMM's fMLLR-adapted frames (transforms from the alignment dir)
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast (GPU)
     seed: int = 0
@@ -184,6 +185,27 @@ def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cf
     return float(total_loss) / n, float(correct) / n
 
 
+def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path) -> tuple[object, dict[str, np.ndarray]]:
+    """The SAT GMM of ``gmm_dir`` and the training frames in its adapted space: its pipeline
+    (CMVN, splicing, LDA+MLLT), then each speaker's fMLLR transform from the alignment dir
+    (``asr align`` with a SAT model writes them, as Kaldi's align_fmllr.sh writes trans.*)."""
+    from asr.acoustic import load_model
+    from asr.gmm.fmllr import apply_fmllr
+    from asr.hmm.alignments import FMLLR_TRANSFORMS, load_transforms
+
+    gmm = load_model(gmm_dir)
+    if not getattr(gmm, "speaker_adaptive", False):
+        raise AsrError(f"{gmm_dir}: fmllr input needs a speaker-adaptive (SAT) GMM such as tri3")
+    if not (ali_dir / FMLLR_TRANSFORMS).exists():
+        raise AsrError(f"{ali_dir}: no {FMLLR_TRANSFORMS}; align the data with {gmm_dir} (asr align --data) first")
+    transforms = load_transforms(ali_dir / FMLLR_TRANSFORMS)
+    feats = load_features(data.path, gmm.pipeline)
+    missing = sorted({data.utt2spk[u] for u in feats} - set(transforms))
+    if missing:
+        raise AsrError(f"{ali_dir / FMLLR_TRANSFORMS}: no transform for speaker(s) {', '.join(missing[:5])} of {data.path}")
+    return gmm, {u: apply_fmllr(x, transforms[data.utt2spk[u]]) for u, x in feats.items()}
+
+
 def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, out_dir: str | Path,
               cfg: TrainConfig | None = None) -> DnnHmm:
     """Train a hybrid model on ``data_dir`` features and the tied-state alignment in ``ali_dir``.
@@ -210,8 +232,13 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     trans, ctx = hmm["trans"], hmm["ctx"]
     check_alignment_tree(ali_dir, tree_fingerprint(trans, ctx, hmm["phones"]), gmm_dir)
     data = DataDir.load(data_dir)
-    pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
-    feats = load_features(data_dir, pipeline)
+    adapt_gmm = None
+    if cfg.fmllr:
+        adapt_gmm, feats = _fmllr_features(data, gmm_dir, ali_dir)
+        pipeline = adapt_gmm.pipeline
+    else:
+        pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+        feats = load_features(data_dir, pipeline)
     targets = read_alignments(ali_dir, "pdf")
     utts = sorted(u for u in data.utts() if u in targets and u in feats)
     if not utts:
@@ -269,7 +296,8 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     net.cpu().eval()
     model = DnnHmm(hmm["phones"], hmm["words"], hmm["lexicon"], trans, ctx, net, log_priors,
                    read_feature_config(data_dir), pipeline, hmm["silence_phone"],
-                   dataclasses.replace(hmm["decoder"], acoustic_scale=cfg.acoustic_scale), cfg.prior_scale)
+                   dataclasses.replace(hmm["decoder"], acoustic_scale=cfg.acoustic_scale), cfg.prior_scale,
+                   adapt_gmm=adapt_gmm)
     model.info = {"train_data": str(data_dir), "ali": str(ali_dir), "gmm": str(gmm_dir),
                   "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
