@@ -22,6 +22,7 @@
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
 #   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
 #   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
+#   NNET_SEEDS   extra seeds of the neural systems (e.g. "1 2": <sys>_seed1, <sys>_seed2)
 #   RESULTS_LABELS     --label 'SYSTEM=TEXT' options for `asr results` (rows resting on a
 #                      choice not made on dev say so, e.g. "test-tuned: ...")
 
@@ -37,11 +38,18 @@ MIRROR  ?= $(ASR_CORPUS_MIRROR)
 TRAIN_SET ?= train
 NJ      ?= 2
 SYSTEMS ?= mono tri1 dnn ctc
+NNET_SEEDS ?=
+SEED_COPIES = $(foreach k,$(NNET_SEEDS),$(addsuffix _seed$(k),$(filter dnn dnn_fmllr ctc,$(SYSTEMS))))
+ALL_SYSTEMS = $(SYSTEMS) $(SEED_COPIES)
+# The system a seed copy is of (dnn_fmllr_seed2 -> dnn_fmllr): its per-system settings apply.
+base_sys = $(firstword $(subst _seed, ,$(1)))
 DATA_SUFFIX_dnn := _fbank
 DATA_SUFFIX_ctc := _fbank
 NNET_DEVICE ?= $(DNN_DEVICE)
 MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
+# Stage markers are never intermediate: a rerun must not redo a seed copy's graph.
+.SECONDARY:
 .PHONY: all data lang features mono tri1 tri2 tri3 nnet dnn ctc graph decode results clean 1 2 3 4 5 6 7 8 9
 all: results
 
@@ -113,7 +121,7 @@ $(EXP)/tri3/.done.train: $(EXP)/tri2/.done.train $(DATA)/lang/.done $(DATA)/.don
 	touch $@
 
 # Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).
-6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn dnn_fmllr ctc,$(SYSTEMS))))
+6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn dnn_fmllr ctc,$(SYSTEMS)) $(SEED_COPIES)))
 
 # The DNN's training data: TRAIN_SET, or with DNN_SPEED_PERTURB (e.g. 0.9,1.0,1.1) Kaldi
 # nnet3's speed-perturbed copies of it, aligned by DNN_GMM like the original (a SAT system
@@ -139,9 +147,12 @@ endif
 
 # Hybrid DNN-HMM on DNN_GMM's tied states ([dnn] section).
 dnn: $(EXP)/dnn/.done.train
+# train_<sys>: the training command of a neural system; $(1) its dir name, $(2) extra options
+# (a seed copy's --set seed=k).
+train_dnn = $(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) \
+  --gmm $(EXP)/$(DNN_GMM) --out $(EXP)/$(1) $(2) $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 $(EXP)/dnn/.done.train: $(EXP)/$(DNN_GMM)/.done.train $(DNN_DEPS)
-	$(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) --gmm $(EXP)/$(DNN_GMM) \
-	  --out $(EXP)/dnn $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	$(call train_dnn,dnn)
 	touch $@
 
 # Kaldi's classic hybrid on fMLLR features ([dnn_fmllr] section): the DNN's training data in
@@ -155,61 +166,76 @@ $(FMLLR_ALI)/.done: $(EXP)/tri3/.done.train $(if $(DNN_SPEED_PERTURB),$(DATA)/$(
 	touch $@
 endif
 dnn_fmllr: $(EXP)/dnn_fmllr/.done.train
+train_dnn_fmllr = $(ASR) train-dnn --config $(CONF) --section dnn_fmllr --data $(DATA)/$(DNN_TRAIN) \
+  --ali $(FMLLR_ALI) --gmm $(EXP)/tri3 --out $(EXP)/$(1) --set fmllr=true $(2) $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 $(EXP)/dnn_fmllr/.done.train: $(EXP)/tri3/.done.train $(FMLLR_ALI)/.done
-	$(ASR) train-dnn --config $(CONF) --section dnn_fmllr --data $(DATA)/$(DNN_TRAIN) --ali $(FMLLR_ALI) \
-	  --gmm $(EXP)/tri3 --out $(EXP)/dnn_fmllr --set fmllr=true $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	$(call train_dnn_fmllr,dnn_fmllr)
 	touch $@
 
 # The DNN's held-out utterances (whole training speakers it never trained on) as a dev set
 # for a corpus without one: with DNN_TUNE_HELDOUT=yes every test set's DNN decode takes
 # LMWT and penalty from the DECODE_OPTS_heldout grid decoded on them.
+# (Each seed copy holds out its own speakers and tunes on them.)
 DECODE_OPTS_heldout ?= --sweep 7:17
 ifeq ($(DNN_TUNE_HELDOUT),yes)
-$(foreach s,$(TEST_SETS),$(eval DECODE_OPTS_$(s)_dnn = --tune-on $(EXP)/dnn/decode_heldout))
-$(EXP)/dnn/.done.decode: $(EXP)/dnn/decode_heldout/.done
+$(foreach s,$(TEST_SETS),$(eval DECODE_OPTS_$(s)_dnn = --tune-on $(EXP)/@SYS@/decode_heldout))
+$(foreach d,dnn $(filter dnn_seed%,$(SEED_COPIES)),$(eval $(EXP)/$(d)/.done.decode: $(EXP)/$(d)/decode_heldout/.done))
 endif
-$(EXP)/dnn/decode_heldout/.done: $(EXP)/dnn/.done.graph
-	$(ASR) subset-data $(DATA)/$(DNN_TRAIN)_fbank $(DATA)/heldout_dnn_fbank --utt-list $(EXP)/dnn/heldout_utts
-	$(ASR) decode --config $(CONF) $(EXP)/dnn --data $(DATA)/heldout_dnn_fbank --dir $(EXP)/dnn/decode_heldout \
+$(EXP)/%/decode_heldout/.done: $(EXP)/%/.done.graph
+	$(ASR) subset-data $(DATA)/$(DNN_TRAIN)_fbank $(DATA)/heldout_$*_fbank --utt-list $(EXP)/$*/heldout_utts
+	$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/heldout_$*_fbank --dir $(EXP)/$*/decode_heldout \
 	  --nj $(NJ) $(DECODE_OPTS_heldout)
 	touch $@
 
 # End-to-end (Bi)LSTM trained with CTC on phone tokens, no alignment ([ctc] section).
 ctc: $(EXP)/ctc/.done.train
+train_ctc = $(ASR) train-ctc --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --lang $(DATA)/lang --out $(EXP)/$(1) \
+  $(2) $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
 $(EXP)/ctc/.done.train: $(DATA)/lang/.done $(DATA)/.done.fbank
-	$(ASR) train-ctc --config $(CONF) --data $(DATA)/$(TRAIN_SET)_fbank --lang $(DATA)/lang --out $(EXP)/ctc \
-	  $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	$(call train_ctc,ctc)
 	touch $@
+
+# Seed copies: with NNET_SEEDS (e.g. "1 2") each neural system <sys> of SYSTEMS also gets
+# <sys>_seed<k>, trained with --set seed=k and otherwise as <sys>, graphed and decoded as
+# <sys> is (its own dev grid); the results table gives each system's mean and range.
+define SEED_COPY
+$(EXP)/$(1)_seed$(2)/.done.train: $(EXP)/$(1)/.done.train
+	$$(call train_$(1),$(1)_seed$(2),--set seed=$(2))
+	touch $$@
+endef
+$(foreach k,$(NNET_SEEDS),$(foreach s,$(filter dnn dnn_fmllr ctc,$(SYSTEMS)),$(eval $(call SEED_COPY,$(s),$(k)))))
 
 # Graph and decoding of every system in SYSTEMS. In DECODE_OPTS_<set>, @SYS@ stands for
 # the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev). A CTC model is also
 # decoded without lexicon or LM (greedy, into decode_<set>_greedy).
 7 graph: $(SYSTEMS:%=$(EXP)/%/.done.graph)
 $(EXP)/%/.done.graph: $(EXP)/%/.done.train $(DATA)/lang/.done
-	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang $(MKGRAPH_OPTS_$*)
+	$(ASR) mkgraph --config $(CONF) $(EXP)/$* --lang $(DATA)/lang $(MKGRAPH_OPTS_$(call base_sys,$*))
 	touch $@
 # The DNN has its GMM's tree: when that GMM is decoded too, its graph is copied, not rebuilt.
 ifneq ($(filter $(DNN_GMM),$(SYSTEMS)),)
 MKGRAPH_OPTS_dnn = --reuse $(EXP)/$(DNN_GMM)
-$(EXP)/dnn/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph
+$(foreach d,dnn $(filter dnn_seed%,$(SEED_COPIES)),$(eval $(EXP)/$(d)/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph))
 endif
 ifneq ($(filter tri3,$(SYSTEMS)),)
 MKGRAPH_OPTS_dnn_fmllr = --reuse $(EXP)/tri3
-$(EXP)/dnn_fmllr/.done.graph: $(EXP)/tri3/.done.graph
+$(foreach d,dnn_fmllr $(filter dnn_fmllr_seed%,$(SEED_COPIES)),$(eval $(EXP)/$(d)/.done.graph: $(EXP)/tri3/.done.graph))
 endif
 
-8 decode: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+8 decode: $(ALL_SYSTEMS:%=$(EXP)/%/.done.decode)
 # A decode reads the test sets' features: MFCCs for GMMs, the _fbank copies for networks
 # (the DNN's own training data may be speed-perturbed copies that leave them unmade).
-$(foreach sys,$(SYSTEMS),$(eval $(EXP)/$(sys)/.done.decode: \
-  $(if $(DATA_SUFFIX_$(sys)),$(DATA)/.done.fbank,$(DATA)/.done.features)))
+$(foreach sys,$(ALL_SYSTEMS),$(eval $(EXP)/$(sys)/.done.decode: \
+  $(if $(DATA_SUFFIX_$(call base_sys,$(sys))),$(DATA)/.done.fbank,$(DATA)/.done.features)))
 $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
-	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s) \
-	  --nj $(NJ) $(subst @SYS@,$*,$(or $(DECODE_OPTS_$(s)_$*),$(DECODE_OPTS_$(s)))) && \
-	  $(if $(filter ctc%,$*),$(ASR) decode $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$*) --dir $(EXP)/$*/decode_$(s)_greedy --search greedy &&)) true
+	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$(call base_sys,$*)) \
+	  --dir $(EXP)/$*/decode_$(s) --nj $(NJ) \
+	  $(subst @SYS@,$*,$(or $(DECODE_OPTS_$(s)_$(call base_sys,$*)),$(DECODE_OPTS_$(s)))) && \
+	  $(if $(filter ctc%,$*),$(ASR) decode $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$(call base_sys,$*)) \
+	    --dir $(EXP)/$*/decode_$(s)_greedy --search greedy &&)) true
 	touch $@
 
-9 results: $(SYSTEMS:%=$(EXP)/%/.done.decode)
+9 results: $(ALL_SYSTEMS:%=$(EXP)/%/.done.decode)
 	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md \
 	  $(RESULTS_LABELS)
 
