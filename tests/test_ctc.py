@@ -284,3 +284,8 @@ def test_long_files_are_searched_in_chunks(tmp_path):
     assert out[str(tmp_path / "long.wav")][0][0] == expected
     with pytest.raises(AsrError, match="n-best lists are not made for long files"):
         search_files(tmp_path / "ctc", [str(tmp_path / "long.wav")], search="prefix", nbest=2)
+    # CTC forced alignment of such a file is refused in one line instead of growing without bound
+    from asr.hmm.align_data import align_audio
+
+    with pytest.raises(AsrError, match="too long for CTC forced alignment"):
+        align_audio(tmp_path / "ctc", str(tmp_path / "long.wav"), ["YES", "NO"])

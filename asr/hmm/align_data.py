@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.audio import LONG_FILE_SECONDS, audio_info
 from asr.datadir import DataDir
 from asr.features import load_features
 from asr.hmm.align import Alignment, arc_scores, align_utterances
@@ -90,7 +91,12 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
         raise AsrError(f"{audio}: the transcript is empty; give the words spoken, in quotes")
     model = load_model(model_dir)
     check_vocabulary(words, model.lexicon, audio)
-    if not hasattr(model, "align_spans") and _is_long(audio):
+    if _is_long(audio):
+        if hasattr(model, "align_spans"):
+            # CTC's own forced alignment holds the whole (T, tokens) lattice: refuse rather than
+            # grow without bound; the HMM models align long files in a streaming pass.
+            raise AsrError(f"{audio}: too long for CTC forced alignment (over {LONG_FILE_SECONDS:g} s); align it "
+                           "with a GMM or DNN model dir, which aligns long recordings in a streaming pass")
         return _align_long_file(model, audio, words, opts)
     feats = features_for_files(model, [audio])
     duration = len(feats[audio]) * model.feature.frame_shift_ms / 1000
@@ -103,8 +109,6 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
 
 
 def _is_long(path: str) -> bool:
-    from asr.audio import LONG_FILE_SECONDS, audio_info
-
     frames, rate = audio_info(path)
     return frames > LONG_FILE_SECONDS * rate
 
