@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import zipfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -133,22 +133,27 @@ def features_for_files(model, paths: list[str], scp_entries: bool = False) -> di
     return out
 
 
+def feature_chunks(model, path: str, chunk_seconds: float = 30.0) -> Iterator[tuple[float, np.ndarray]]:
+    """``(start seconds, (T, D) features)`` of a long recording's consecutive chunks, cut in
+    pauses (:func:`asr.audio.read_audio_chunks`), each with its own CMVN; only one chunk's
+    audio is in memory. A sliver shorter than one frame at the very end is skipped."""
+    from asr.audio import read_audio_chunks
+
+    for start, samples in read_audio_chunks(path, model.feature.sample_rate, chunk_seconds):
+        raw = compute_features(samples, model.feature)
+        if raw.shape[0]:
+            yield start, transform(raw, model.pipeline)
+
+
 def features_for_long_file(model, path: str, chunk_seconds: float = 30.0) -> np.ndarray:
-    """(T, D) features of a long recording, read chunk by chunk (cut in pauses, each with its
-    own CMVN, as long-file decoding does) so that the audio is never in memory whole.
+    """(T, D) features of a whole long recording from :func:`feature_chunks`.
 
     Each chunk's frames are placed at its start time on the file's clock (padded with its
     last frame, a pause, or trimmed by the frame or two that framing loses at a cut), so frame
     t is at t x frame shift seconds whatever the chunking.
     """
-    from asr.audio import read_audio_chunks
-
     shift = model.feature.frame_shift_ms / 1000
-    chunks: list[tuple[int, np.ndarray]] = []
-    for start, samples in read_audio_chunks(path, model.feature.sample_rate, chunk_seconds):
-        raw = compute_features(samples, model.feature)
-        if raw.shape[0]:
-            chunks.append((int(round(start / shift)), transform(raw, model.pipeline)))
+    chunks = [(int(round(start / shift)), feats) for start, feats in feature_chunks(model, path, chunk_seconds)]
     if not chunks:
         raise AsrError(f"{path}: too short to align (less than one {model.feature.frame_length_ms:g} ms frame)")
     parts = []

@@ -120,6 +120,12 @@ def read_audio(
 LONG_FILE_SECONDS = 60.0
 
 
+def is_long_file(path: str | Path) -> bool:
+    """Whether a file (from its header) is longer than LONG_FILE_SECONDS: decoded and aligned in chunks."""
+    frames, rate = audio_info(path)
+    return frames > LONG_FILE_SECONDS * rate
+
+
 def audio_info(path: str | Path, *, raw_rate: int = 16000) -> tuple[int, int]:
     """(frames, sample rate) from a file's header (``.raw``: its size), without reading it."""
     path = Path(path)

@@ -16,8 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from asr.decode.ctc_search import greedy_search, prefix_beam_nbest
-from asr.acoustic import features_for_files, frame_shift_s, load_model
-from asr.decode.run import _is_long, write_decode_outputs
+from asr.acoustic import feature_chunks, features_for_files, frame_shift_s, load_model
+from asr.audio import is_long_file
+from asr.decode.run import write_decode_outputs
 from asr.features import load_features
 from asr.score import ErrorCounts, read_text, score_texts
 from asr.utils import AsrError, ensure_dir
@@ -54,7 +55,7 @@ def search_files(model_dir: str | Path, paths: list[str], search: str = "greedy"
     model = load_model(model_dir, device)
     out = {}
     for p in paths:
-        if not scp_entries and _is_long(p):
+        if not scp_entries and is_long_file(p):
             out[p] = _search_long_file(model, p, search, beam, nbest)
         else:
             out.update(_search(model, features_for_files(model, [p], scp_entries), search, beam, nbest, search))
@@ -65,18 +66,11 @@ def _search_long_file(model, path: str, search: str, beam: int, nbest: int) -> l
     """A long recording searched chunk by chunk (cut in pauses, as the graph decoder does), so
     memory does not grow with its duration; the chunks' best outputs are joined (one result:
     an n-best list of a whole long file would be the chunks' lists multiplied out)."""
-    from asr.audio import read_audio_chunks
-    from asr.features import compute_features, transform
-
     if nbest > 1:
         raise AsrError(f"{path}: n-best lists are not made for long files searched in chunks")
     units, score = [], 0.0
-    for start, samples in read_audio_chunks(path, model.feature.sample_rate):
-        raw = compute_features(samples, model.feature)
-        if raw.shape[0] == 0:
-            continue
-        (result,) = _search(model, {f"{path} at {start:.1f} s": transform(raw, model.pipeline)}, search, beam, 1,
-                            search).values()
+    for start, feats in feature_chunks(model, path):
+        (result,) = _search(model, {f"{path} at {start:.1f} s": feats}, search, beam, 1, search).values()
         units += result[0][0]
         score += result[0][1]
     return [(units, score)]

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.acoustic import features_for_files, frame_shift_s, load_model, model_dirs
+from asr.acoustic import feature_chunks, features_for_files, frame_shift_s, load_model, model_dirs
+from asr.audio import is_long_file
 from asr.datadir import DataDir
 from asr.decode.decoder import DecodeResult, Decoder, DecoderConfig, result_from_lattice
 from asr.decode.lattice import write_lattices
-from asr.features import compute_features, load_features, transform
+from asr.features import load_features
 from asr.graph.compile import DecodingGraph
 from asr.hmm.alignments import write_ctm
 from asr.score import ErrorCounts, read_text, score_texts
@@ -177,7 +178,7 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
     cfg = cfg or model.decoder
     bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
     dec = Decoder(graph, model.trans.log_probs, cfg)
-    long = {p for p in paths if not scp_entries and _is_long(p)}
+    long = {p for p in paths if not scp_entries and is_long_file(p)}
     if long and nbest > 1:
         raise AsrError(f"{sorted(long)[0]}: n-best lists are not made for long files decoded in chunks")
     acs, pen = cfg.acoustic_scale, cfg.word_penalty
@@ -210,8 +211,9 @@ def adapted_features(model, dec: Decoder, feats: dict[str, np.ndarray], utt2spk:
         return feats
     cfg = dec.cfg
     # (quiet for one file or chunk: a long file would repeat it every 30 s)
-    log.log(logging.INFO if len(feats) > 1 else logging.DEBUG, "%s: speaker-independent pass, then fMLLR for each of %d speaker(s) (%d estimate(s)), then the "
-             "adapted pass", name or "decode", len(set(utt2spk.get(u, u) for u in feats)), cfg.fmllr_passes)
+    log.log(logging.INFO if len(feats) > 1 else logging.DEBUG,
+            "%s: speaker-independent pass, then fMLLR for each of %d speaker(s) (%d estimate(s)), then the "
+            "adapted pass", name or "decode", len(set(utt2spk.get(u, u) for u in feats)), cfg.fmllr_passes)
     first = dec.with_config(dataclasses.replace(cfg, beam=cfg.first_beam or cfg.beam,
                                                 max_active=cfg.first_max_active or cfg.max_active))
     scorer, adapted = model.first_pass(), feats
@@ -229,26 +231,14 @@ def _file_scores(model, dec: Decoder, feats: np.ndarray, name: str) -> np.ndarra
     return model.scores(adapted_features(model, dec, {name: feats}, {name: name})[name])
 
 
-def _is_long(path: str) -> bool:
-    from asr.audio import LONG_FILE_SECONDS, audio_info
-
-    frames, rate = audio_info(path)
-    return frames > LONG_FILE_SECONDS * rate
-
-
 def decode_long_file(model, dec: Decoder, path: str, chunk_seconds: float = 30.0) -> Hypothesis:
     """Decode a long recording as consecutive chunks cut in pauses (``asr.audio.read_audio_chunks``),
     each with its own CMVN, and join the words with their times shifted to the file's clock."""
-    from asr.audio import read_audio_chunks
-
     shift = frame_shift_s(model)
     joined = Hypothesis(words=[], ctm=[], cost=0.0, confidence=[], frame_shift=shift)
-    for start, samples in read_audio_chunks(path, model.feature.sample_rate, chunk_seconds):
-        raw = compute_features(samples, model.feature)
-        if raw.shape[0] == 0:
-            continue  # a sliver shorter than one frame at the very end
+    for start, feats in feature_chunks(model, path, chunk_seconds):
         name = f"{path} at {start:.1f} s"
-        scores = _file_scores(model, dec, transform(raw, model.pipeline), name)
+        scores = _file_scores(model, dec, feats, name)
         hyp = _to_hyp(_decode_one(dec, scores, name), model, dec.cfg.acoustic_scale,
                       dec.cfg.word_penalty)
         offset = int(round(start / shift))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.audio import LONG_FILE_SECONDS, audio_info
+from asr.audio import LONG_FILE_SECONDS, is_long_file
 from asr.datadir import DataDir
 from asr.features import load_features
 from asr.hmm.align import Alignment, arc_scores, align_utterances
@@ -23,6 +23,19 @@ from asr.utils import AsrError
 log = logging.getLogger(__name__)
 
 
+def silence_boost(model, g: AlignGraph, boost_silence: float) -> np.ndarray:
+    """(S,) log of Kaldi's --boost-silence factor on the graph's silence states, 0 elsewhere: by
+    graph state, not by pdf, so it is right whatever context the pdfs depend on."""
+    return np.where(g.phone == model.phones.id(model.silence_phone), math.log(boost_silence), 0.0)
+
+
+def align_scales(model, opts: dict) -> tuple[float, float, float]:
+    """(acoustic scale, transition scale, boost silence) from the ``[align]`` options, the
+    model's decoding defaults otherwise."""
+    return (opts.get("acoustic_scale", model.decoder.acoustic_scale),
+            opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+
+
 class Aligner:
     """Aligns a fixed set of utterances (features + graphs) with the current state of a model
     (a GMM-HMM, or any model with ``scores(feats)``: a DNN's scaled likelihoods)."""
@@ -31,15 +44,13 @@ class Aligner:
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0):
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
-        self.sil_phone = model.phones.id(model.silence_phone)
 
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
         ll = pdf_scores(self.model, self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
         if self.boost_silence != 1.0:
-            # Boost by graph state, not by pdf: right whatever context the pdfs depend on.
-            ll[:, torch.from_numpy(g.phone == self.sil_phone)] += math.log(self.boost_silence)
+            ll += torch.from_numpy(silence_boost(self.model, g, self.boost_silence)).float()
         return self.acoustic_scale * ll
 
     def align(self) -> dict[str, Alignment]:
@@ -91,7 +102,7 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
         raise AsrError(f"{audio}: the transcript is empty; give the words spoken, in quotes")
     model = load_model(model_dir)
     check_vocabulary(words, model.lexicon, audio)
-    if _is_long(audio):
+    if is_long_file(audio):
         if hasattr(model, "align_spans"):
             # CTC's own forced alignment holds the whole (T, tokens) lattice: refuse rather than
             # grow without bound; the HMM models align long files in a streaming pass.
@@ -106,11 +117,6 @@ def align_audio(model_dir: str | Path, audio: str, words: list[str], opts: dict 
     if audio not in alis:
         raise AsrError(f"{audio}: too short for its transcript, or no alignment fits")
     return to_seconds(frame_spans(model, graphs[audio], alis[audio], words), frame_shift_s(model)), duration
-
-
-def _is_long(path: str) -> bool:
-    frames, rate = audio_info(path)
-    return frames > LONG_FILE_SECONDS * rate
 
 
 def _align_long_file(model, audio: str, words: list[str], opts: dict
@@ -135,14 +141,12 @@ def _align_long_file(model, audio: str, words: list[str], opts: dict
 def _stream_align(model, feats: np.ndarray, g: AlignGraph, opts: dict, name: str,
                   block_frames: int = 1000, context: int = 50) -> Alignment:
     """One streaming alignment of (T, D) features; Kaldi's beam, then its retry beam (x4)."""
-    acoustic_scale = opts.get("acoustic_scale", model.decoder.acoustic_scale)
-    tlp = torch.from_numpy(model.trans.log_probs).float() * opts.get("transition_scale",
-                                                                      model.decoder.transition_scale)
+    acoustic_scale, transition_scale, boost = align_scales(model, opts)
+    tlp = torch.from_numpy(model.trans.log_probs).float() * transition_scale
     arc = arc_scores(g.pred_tid, g.pred_graph, tlp).numpy()
     final = arc_scores(g.final_tid, g.final_graph, tlp).numpy()
     pdfs, cols = np.unique(g.pdf, return_inverse=True)
-    bonus = np.where(g.phone == model.phones.id(model.silence_phone),
-                     acoustic_scale * math.log(opts.get("boost_silence", 1.0)), 0.0)
+    bonus = acoustic_scale * silence_boost(model, g, boost)
 
     def blocks():
         # each block is scored with `context` frames either side, so that spliced-input
@@ -162,7 +166,8 @@ def _stream_align(model, feats: np.ndarray, g: AlignGraph, opts: dict, name: str
             continue
         if ali is not None:
             log.info("%s: aligned %d frames to %d words in a streaming pass (beam %g; at most %d back-pointers "
-                     "held, against %d for exact Viterbi)", name, len(feats), int(g.word_pos.max()) + 1, attempt, peak, len(feats) * g.num_states)
+                     "held, against %d for exact Viterbi)", name, len(feats), int(g.word_pos.max()) + 1, attempt,
+                     peak, len(feats) * g.num_states)
             return ali
         err = AsrError("no surviving path ends in a final state")
     raise AsrError(f"{name}: cannot align to its transcript: {err}")
@@ -177,8 +182,7 @@ def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]]
     ``utt2spk`` (default: each utterance alone)."""
     graphs = {u: build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
                                    opts.get("sil_prob", 0.5), u) for u, words in text.items()}
-    scales = (opts.get("acoustic_scale", model.decoder.acoustic_scale),
-              opts.get("transition_scale", model.decoder.transition_scale), opts.get("boost_silence", 1.0))
+    scales = align_scales(model, opts)
     if getattr(model, "speaker_adaptive", False):
         # Kaldi's align_fmllr.sh: align speaker-independently, estimate each speaker's fMLLR
         # from that alignment, align again with the adapted features.

@@ -30,7 +30,7 @@ from asr.hmm.align_graph import AlignGraph
 from asr.utils import AsrError
 
 NEG_INF = float("-inf")
-_DONE, _TOO_WIDE, _FULL = 0, 1, 2  # why _band_block returned
+_DONE, _TOO_WIDE, _FULL = 0, 1, 2  # why _band_block returned (compiled in as constants)
 
 
 @dataclass
@@ -54,6 +54,7 @@ class StreamingViterbi:
         state_col: (S,) column of each state's pdf in the score blocks.
         state_bonus: (S,) added to each state's emission (boosted silence), already scaled.
         beam: states further than this below the frame's best are dropped.
+        max_width: a frame's band (highest minus lowest live state) may not exceed this.
     """
 
     graph: AlignGraph
@@ -63,7 +64,7 @@ class StreamingViterbi:
     state_bonus: np.ndarray
     beam: float = 30.0
     max_width: int = 200_000
-    frames: int = 0
+    frames: int = field(default=0, init=False)  # frames consumed so far
     _delta: np.ndarray = field(init=False, repr=False)
     _blocks: list[_Block] = field(default_factory=list, init=False, repr=False)
     _committed_states: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
@@ -254,10 +255,10 @@ def _band_block(pred, arc, col, bonus, succ_lo, succ_hi, emit, delta, scratch, l
                     nhi = succ_hi[p]
         width = nhi - nlo + 1
         if width > max_width:
-            return lo, hi, t, 1
+            return lo, hi, t, _TOO_WIDE
         base = offs[t]
         if base + width > len(slots):
-            return lo, hi, t, 2
+            return lo, hi, t, _FULL
         for j in range(nlo, nhi + 1):
             best, arg = best_predecessor(pred, arc, delta, j)
             if best > -np.inf:
@@ -273,8 +274,8 @@ def _band_block(pred, arc, col, bonus, succ_lo, succ_hi, emit, delta, scratch, l
             scratch[j] = -np.inf
         lo, hi = _prune(delta, nlo, nhi, beam)
         if hi < 0:
-            return lo, hi, t + 1, 0
-    return lo, hi, n, 0
+            return lo, hi, t + 1, _DONE
+    return lo, hi, n, _DONE
 
 
 @numba.njit(cache=True)
