@@ -90,6 +90,18 @@ def cmd_perturb_speed(a: argparse.Namespace) -> None:
     perturb_speed(a.data, a.out, factors)
 
 
+def cmd_augment(a: argparse.Namespace) -> None:
+    from asr.augment import AugmentConfig, augment_data_dir
+
+    augment_data_dir(a.data, a.out, AugmentConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
+def cmd_copy_ali(a: argparse.Namespace) -> None:
+    from asr.augment import copy_alignments
+
+    copy_alignments(a.ali, a.data, a.out, a.model)
+
+
 def cmd_subset_data(a: argparse.Namespace) -> None:
     from asr.datadir import read_utt_list, shortest_utts, subset_data_dir
 
@@ -569,6 +581,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", help="source data dir")
     sp.add_argument("out", help="new data dir: utterances sp<f>-<utt> (factor 1 keeps the ids), wavs in OUT/wav")
     sp.add_argument("--factors", default="0.9,1.0,1.1", help="speed factors (default 0.9,1.0,1.1)")
+
+    sp = add("augment", cmd_augment, "multi-condition copies of a data dir: silence, reverberation, noise, "
+             "band-limiting, codecs, gain ([augment] section)",
+             "asr augment data/an4/train_sp data/an4/train_sp_aug --config conf.toml --set copies=2")
+    sp.add_argument("data", help="source data dir")
+    sp.add_argument("out", help="new data dir: the originals plus copies aug<k>-<utt>, wavs in OUT/wav")
+    sp.add_argument("--section", default="augment", help="config section with the options")
+    config_opts(sp)
+
+    sp = add("copy-ali", cmd_copy_ali, "alignments of an augmented data dir from its sources' (no realignment)",
+             "asr copy-ali exp/an4/tri1_ali_sp data/an4/train_sp_aug exp/an4/tri1_ali_sp_aug --model exp/an4/tri1")
+    sp.add_argument("ali", help="alignment dir of the source data")
+    sp.add_argument("data", help="the augmented data dir (asr augment)")
+    sp.add_argument("out", help="new alignment dir")
+    sp.add_argument("--model", required=True, help="the model that made the alignments (its silence phone)")
 
     sp = add("subset-data", cmd_subset_data, "copy the utterances of a list out of a data dir, features included",
              "asr subset-data data/an4/train_fbank data/an4/heldout_fbank --utt-list exp/an4/dnn/heldout_utts")

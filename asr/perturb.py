@@ -21,7 +21,8 @@ from asr import backend
 from asr.datadir import AudioReader, DataDir
 from asr.utils import AsrError, atomic_open, ensure_dir
 
-_PREFIX = re.compile(r"^sp[0-9.]+-")
+# Copies' id prefixes: speed (``sp0.9-``) and augmentation (``aug1-``, asr.augment), nested.
+_PREFIX = re.compile(r"^(?:(?:sp[0-9.]+|aug[0-9]+)-)+")
 
 
 def perturbed_id(factor: float, key: str) -> str:
@@ -30,7 +31,7 @@ def perturbed_id(factor: float, key: str) -> str:
 
 
 def original_id(key: str) -> str:
-    """The utterance or speaker a perturbed copy came from (``sp0.9-spk`` -> ``spk``)."""
+    """The utterance or speaker a perturbed or augmented copy came from (``aug1-sp0.9-spk`` -> ``spk``)."""
     return _PREFIX.sub("", key)
 
 
