@@ -75,6 +75,9 @@ class FeaturePipeline(Config):
     Attributes:
         cmvn: apply per-speaker (or per-utterance) mean normalisation.
         norm_vars: also normalise variances (Kaldi's ``--norm-vars``).
+        cmvn_window: 0 for statistics of the whole speaker (data dirs) or file (a single
+            recording); N > 0 for Kaldi's apply-cmvn-sliding over a centred window of N frames,
+            which needs no speaker and adapts to a channel that changes within a file.
         delta_order: 0 none, 2 = deltas + delta-deltas (Kaldi's add-deltas).
         splice: +-k context frames stacked (DNN input, LDA); 0 for none.
         projection: optional (D_out, D_in) matrix applied last (Kaldi's ``transform-feats
@@ -83,6 +86,7 @@ class FeaturePipeline(Config):
 
     cmvn: bool = True
     norm_vars: bool = False
+    cmvn_window: int = 0
     delta_order: int = 2
     splice: int = 0
     projection: list[list[float]] | None = None
@@ -203,6 +207,35 @@ def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = False) ->
     return out.astype(np.float32)
 
 
+def sliding_cmvn(feats: np.ndarray, window: int = 600, norm_vars: bool = False) -> np.ndarray:
+    """(T, D) features normalised by the mean (and variance) of a centred ``window`` of frames
+    (Kaldi's apply-cmvn-sliding --center=true): frames t - window/2 .. t + window/2 - 1,
+    moved to lie inside the utterance, or the whole utterance when it is shorter."""
+    if window < 1:
+        raise AsrError(f"sliding CMVN window must be >= 1 frame, got {window}")
+    T = feats.shape[0]
+    if T == 0:
+        return feats.astype(np.float32)
+    t = np.arange(T)
+    start = t - window // 2
+    end = start + window
+    shift = np.minimum(start, 0)  # too early: slide right
+    start, end = start - shift, end - shift
+    over = np.maximum(end - T, 0)  # too late: slide left (not before frame 0)
+    start, end = np.maximum(start - over, 0), end - over
+    f64 = feats.astype(np.float64)
+    zero = np.zeros((1, feats.shape[1]))
+    csum = np.concatenate([zero, np.cumsum(f64, axis=0)])
+    count = (end - start)[:, None]
+    mean = (csum[end] - csum[start]) / count
+    out = f64 - mean
+    if norm_vars:
+        csq = np.concatenate([zero, np.cumsum(f64 ** 2, axis=0)])
+        var = np.maximum((csq[end] - csq[start]) / count - mean ** 2, 1e-10)
+        out /= np.sqrt(var)
+    return out.astype(np.float32)
+
+
 def speaker_cmvn_stats(feats: dict[str, np.ndarray], utt2spk: dict[str, str]) -> dict[str, np.ndarray]:
     """Per-speaker CMVN statistics of the utterances in ``feats`` (each speaker's utterances
     accumulated in sorted order): speaker -> (2, D + 1)."""
@@ -276,7 +309,7 @@ def load_features(data_dir: str | Path, pipeline: FeaturePipeline,
         raise AsrError(f"{data_dir}: missing feats.scp; run the features stage first")
     data = DataDir.load(data_dir, require_text=False)
     raw = kaldiio.load_scp(str(scp))
-    cmvn = kaldiio.load_scp(str(data_dir / "cmvn.scp")) if pipeline.cmvn else None
+    cmvn = kaldiio.load_scp(str(data_dir / "cmvn.scp")) if pipeline.cmvn and not pipeline.cmvn_window else None
     out = {}
     for utt in utts if utts is not None else data.utts():
         if utt not in raw:
@@ -284,14 +317,15 @@ def load_features(data_dir: str | Path, pipeline: FeaturePipeline,
         f = np.asarray(raw[utt], dtype=np.float32)
         if cmvn is not None:
             f = apply_cmvn(f, cmvn[data.utt2spk[utt]], pipeline.norm_vars)
-        out[utt] = transform(f, pipeline, cmvn_done=True)
+        out[utt] = transform(f, pipeline, cmvn_done=cmvn is not None)
     return out
 
 
 def transform(feats: np.ndarray, pipeline: FeaturePipeline, cmvn_done: bool = False) -> np.ndarray:
-    """Apply a pipeline to (T, D) raw features; without prior CMVN, per-utterance CMVN is used."""
+    """Apply a pipeline to (T, D) raw features; without prior CMVN, per-utterance (or sliding) CMVN is used."""
     if pipeline.cmvn and not cmvn_done:
-        feats = apply_cmvn(feats, cmvn_stats([feats]), pipeline.norm_vars)
+        feats = (sliding_cmvn(feats, pipeline.cmvn_window, pipeline.norm_vars) if pipeline.cmvn_window
+                 else apply_cmvn(feats, cmvn_stats([feats]), pipeline.norm_vars))
     feats = splice_frames(add_deltas(feats, pipeline.delta_order), pipeline.splice)
     proj = pipeline.projection_matrix()
     if proj is not None:

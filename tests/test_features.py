@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asr.features import (FeatureConfig, FeaturePipeline, add_deltas, apply_cmvn, cmvn_stats, compute_features,
-                          splice_frames, transform)
+                          load_features, make_features, sliding_cmvn, splice_frames, transform)
 from asr.utils import AsrError
 
 
@@ -124,3 +124,57 @@ def test_splice_frames():
     np.testing.assert_array_equal(blocks[0, 0], feats[0])
     np.testing.assert_array_equal(blocks[-1, -1], feats[-1])
     assert splice_frames(feats, 0) is feats
+
+
+def _window_mean_by_hand(f: np.ndarray, window: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the ``window`` frames centred on t, moved inside the utterance."""
+    T = len(f)
+    n = min(window, T)
+    lo = min(max(t - window // 2, 0), T - n)
+    part = f[lo:lo + n].astype(np.float64)
+    return part.mean(0), part.var(0)
+
+
+@pytest.mark.parametrize("T,window", [(1, 600), (7, 3), (40, 10), (40, 11), (50, 600), (700, 600), (25, 1)])
+def test_sliding_cmvn_equals_brute_force_window_mean(T, window):
+    rng = np.random.default_rng(T + window)
+    f = (rng.standard_normal((T, 4)) * 3 + np.linspace(0, 20, T)[:, None]).astype(np.float32)
+    for norm_vars in (False, True):
+        out = sliding_cmvn(f, window, norm_vars)
+        for t in range(T):
+            mean, var = _window_mean_by_hand(f, window, t)
+            want = (f[t] - mean) / (np.sqrt(np.maximum(var, 1e-10)) if norm_vars else 1.0)
+            np.testing.assert_allclose(out[t], want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(AsrError):
+        sliding_cmvn(f, 0)
+
+
+def test_sliding_cmvn_follows_a_channel_change_that_global_cmvn_cannot():
+    # The second half of the "file" is 10 units louder: a 100-frame window removes the jump.
+    f = np.concatenate([np.zeros((300, 2)), np.full((300, 2), 10.0)]).astype(np.float32)
+    out = sliding_cmvn(f, 100)
+    assert np.abs(out[:240]).max() < 1e-5 and np.abs(out[360:]).max() < 1e-5
+    assert np.abs(apply_cmvn(f, cmvn_stats([f]))).min() == pytest.approx(5.0)
+
+
+def test_sliding_cmvn_is_the_same_for_a_data_dir_and_a_single_file(tmp_path):
+    import soundfile as sf
+
+    from asr.datadir import DataDir
+
+    rate = 16000
+    wavs = {"s-1": _noise(rate), "s-2": 3 * _noise(2 * rate, 1)}
+    for u, x in wavs.items():
+        sf.write(tmp_path / f"{u}.wav", x, rate)
+    DataDir(wav={u: str(tmp_path / f"{u}.wav") for u in wavs}, text={u: ["A"] for u in wavs},
+            utt2spk={u: "s" for u in wavs}).write(tmp_path / "d")
+    make_features(tmp_path / "d", FeatureConfig(dither=0.0))
+    sliding = FeaturePipeline(cmvn=True, cmvn_window=100, delta_order=0)
+    speaker = FeaturePipeline(cmvn=True, delta_order=0)
+    from_dir, by_speaker = load_features(tmp_path / "d", sliding), load_features(tmp_path / "d", speaker)
+    for u, x in wavs.items():
+        raw = compute_features(sf.read(tmp_path / f"{u}.wav", dtype="float32")[0], FeatureConfig(dither=0.0))
+        # training (the data dir) and decoding (one file) normalise alike; speaker CMVN does not
+        np.testing.assert_allclose(from_dir[u], transform(raw, sliding), atol=1e-4)
+        np.testing.assert_allclose(from_dir[u], sliding_cmvn(raw, 100), atol=1e-4)
+        assert not np.allclose(by_speaker[u], from_dir[u], atol=1e-2)

@@ -46,6 +46,7 @@ class GmmTrainConfig(Config):
     sil_prob: float = 0.5
     delta_order: int = 2
     norm_vars: bool = False
+    cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
 
 
 class FeatureUpdater(Protocol):

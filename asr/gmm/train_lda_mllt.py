@@ -98,7 +98,8 @@ def train_lda_mllt(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Pa
     cfg = cfg or LdaMlltConfig()
     lang = Lang.load(lang_dir)
     trans = TransitionModel(lang.topo)
-    spliced = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=0, splice=cfg.splice_context)
+    spliced = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
+                              delta_order=0, splice=cfg.splice_context)
     feats = load_features(data_dir, spliced)
     pdfs, tids = read_alignments(ali_dir, "pdf"), read_alignments(ali_dir, "tid")
     utts = sorted(u for u in pdfs if u in feats)

@@ -53,7 +53,8 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     sil_phone = lang.silence_phones[0]
     trans = TransitionModel(lang.topo)
     ctx = MonophoneContext(lang.topo)
-    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
+                               delta_order=cfg.delta_order)
     feats = load_features(data_dir, pipeline)
     graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone,
                                      cfg.sil_prob, utt)

@@ -69,7 +69,8 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
               cfg: TriConfig | None = None) -> GmmHmm:
     """Train a triphone system from an alignment; writes the model dir, training log, tree and alignments."""
     cfg = cfg or TriConfig()
-    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
+                               delta_order=cfg.delta_order)
     return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, load_features(data_dir, pipeline), pipeline)
 
 

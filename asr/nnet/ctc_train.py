@@ -74,6 +74,7 @@ class CtcTrainConfig(Config):
     prior_scale: float = 0.5
     cmvn: bool = True
     norm_vars: bool = False
+    cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
     delta_order: int = 0  # 40 fbank as they are (EESEN appends deltas: 2)
     device: str = "cpu"
     bf16: bool = False
@@ -108,11 +109,11 @@ def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, 
                   disable=None):
         samples, _ = audio(u)
         raw[u] = compute_features(change_speed(samples, rate, factor), feature_cfg)
-    stats = speaker_cmvn_stats(raw, data.utt2spk) if pipeline.cmvn else {}
+    stats = speaker_cmvn_stats(raw, data.utt2spk) if pipeline.cmvn and not pipeline.cmvn_window else {}
     out = {}
     for u in utts:
         f = apply_cmvn(raw[u], stats[data.utt2spk[u]], pipeline.norm_vars) if stats else raw[u]
-        out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=True).astype(np.float32)
+        out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=bool(stats)).astype(np.float32)
     return out
 
 
@@ -245,7 +246,8 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     tokens = (TokenSet.for_phones(lang.lexicon, lang.silence_phones) if cfg.tokens == "phone"
               else TokenSet.for_chars([data.text[u] for u in utts]))
     targets = {u: tokens.encode(data.text[u], lang.lexicon, u) for u in utts}
-    pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+    pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
+                               delta_order=cfg.delta_order)
     feature_cfg = read_feature_config(data_dir)
     feats = load_features(data_dir, pipeline)
     tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed, cfg.cv_by)

@@ -73,6 +73,7 @@ class TrainConfig(Config):
     acoustic_scale: float = 0.1
     cmvn: bool = True
     norm_vars: bool = False
+    cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
     delta_order: int = 0
     fmllr: bool = False  # input: the SAT GMM's fMLLR-adapted frames (transforms from the alignment dir)
     device: str = "cpu"
@@ -237,7 +238,8 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
         adapt_gmm, feats = _fmllr_features(data, gmm_dir, ali_dir)
         pipeline = adapt_gmm.pipeline
     else:
-        pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, delta_order=cfg.delta_order)
+        pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
+                               delta_order=cfg.delta_order)
         feats = load_features(data_dir, pipeline)
     targets = read_alignments(ali_dir, "pdf")
     utts = sorted(u for u in data.utts() if u in targets and u in feats)
