@@ -122,15 +122,16 @@ def features_for_files(model, paths: list[str], scp_entries: bool = False) -> di
     ``paths`` are file paths, or with ``scp_entries`` wav.scp values (which may be commands
     ending in ``|``); a path from the command line is never run by a shell.
     """
-    out = {}
     read = read_wav_scp_entry if scp_entries else read_audio
-    for p in paths:
-        samples, _ = read(p, target_rate=model.feature.sample_rate)
-        raw = compute_features(samples, model.feature)
-        if raw.shape[0] == 0:
-            raise AsrError(f"{p}: too short to decode (less than one {model.feature.frame_length_ms:g} ms frame)")
-        out[p] = transform(raw, model.pipeline)
-    return out
+    return {p: features_of_samples(model, read(p, target_rate=model.feature.sample_rate)[0], p) for p in paths}
+
+
+def features_of_samples(model, samples: np.ndarray, name: str) -> np.ndarray:
+    """(T, D) model features of (N,) samples at the model's rate (``name`` for the error)."""
+    raw = compute_features(samples, model.feature)
+    if raw.shape[0] == 0:
+        raise AsrError(f"{name}: too short to decode (less than one {model.feature.frame_length_ms:g} ms frame)")
+    return transform(raw, model.pipeline)
 
 
 def feature_chunks(model, path: str, chunk_seconds: float = 30.0) -> Iterator[tuple[float, np.ndarray]]:

@@ -186,6 +186,10 @@ def _decoder_config(model_dir: str, a: argparse.Namespace):
 def cmd_decode(a: argparse.Namespace) -> None:
     from asr.decode.run import decode_data_dir
 
+    if a.vad and (a.data or a.search != "graph"):
+        raise AsrError("--vad decodes audio files (FILES or --scp) with the graph search, not --data or --search")
+    if (a.words or a.lm) and a.search != "graph":
+        raise AsrError("--words and --lm are grammars of the graph search, not of --search greedy/prefix")
     if a.search != "graph":
         return _ctc_search(a)
     if a.data:
@@ -194,7 +198,7 @@ def cmd_decode(a: argparse.Namespace) -> None:
         # The model's defaults, then the config's [decode] section, then flags: always applied.
         base = _decoder_config(a.model, a)
         grid = _sweep_grid(a, base) or [base]
-        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj)
+        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj, grammar=_grammar(a))
         return
     if a.nbest > 1 and a.format == "ctm":
         raise AsrError("--nbest prints word sequences (text or json), not CTM")
@@ -203,8 +207,14 @@ def cmd_decode(a: argparse.Namespace) -> None:
     from asr.decode.run import iter_decode_files
 
     out = []
+    vad_cfg = None
+    if a.vad:
+        from asr.vad import VadConfig
+
+        vad_cfg = VadConfig.from_dict(_load_section(a.config, "vad", []))
     results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device,
-                                scp_entries=bool(a.scp), nbest=a.nbest)
+                                scp_entries=bool(a.scp), nbest=a.nbest, vad=a.vad, vad_cfg=vad_cfg,
+                                grammar=_grammar(a))
     for key, (_, hyp) in zip(keys, results):
         if a.nbest > 1:
             line = format_nbest(key, hyp.nbest, a.format)
@@ -220,6 +230,17 @@ def cmd_decode(a: argparse.Namespace) -> None:
         from asr.utils import write_text_atomic
 
         write_text_atomic(a.out, "".join(l + "\n" for l in out))
+
+
+def _grammar(a: argparse.Namespace):
+    """``--words`` / ``--lm``: the grammar to decode with instead of the model's graph (or None)."""
+    if not (a.words or a.lm):
+        return None
+    if a.words and a.lm:
+        raise AsrError("--words and --lm are two grammars: give one")
+    from asr.decode.run import Grammar
+
+    return Grammar(a.words, a.lm, _load_section(a.config, "graph", []))
 
 
 def _sweep_grid(a: argparse.Namespace, base):
@@ -469,8 +490,11 @@ def cmd_plot(a: argparse.Namespace) -> None:
 
 
 def cmd_results(a: argparse.Namespace) -> None:
-    from asr.results import write_results
+    from asr.results import write_cross_results, write_results
 
+    if a.cross:
+        print(write_cross_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.notes))
+        return
     text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands, a.notes, a.label)
     print(text)
 
@@ -716,6 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="text: the words; json: one object per file with word times and confidences; "
                          "ctm: Kaldi CTM lines (file 1 start duration word confidence)")
     sp.add_argument("--nbest", type=positive_int, default=1, help="N best word sequences (from the lattice, or the CTC prefix search)")
+    sp.add_argument("--words", help="decode with a uniform loop over the words of this list file instead of the "
+                                    "model's graph (every word needs a pronunciation; compiled once, cached)")
+    sp.add_argument("--lm", help="decode with this ARPA LM instead of the model's graph (compiled once, cached)")
+    sp.add_argument("--vad", choices=["trim", "segment"],
+                    help="energy VAD first ([vad] section): trim the silence around the speech, or decode each "
+                         "speech segment alone (silence-padded or long input)")
     sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
 
@@ -793,12 +823,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref")
     sp.add_argument("hyp")
     sp = add("results", cmd_results, "Markdown table of every decoded system in an experiment folder",
-             "asr results exp/an4 --out recipes/an4/RESULTS.md")
+             "asr results exp/an4 --out recipes/an4/RESULTS.md   |   asr results --cross exp/cross")
     sp.add_argument("exp")
     sp.add_argument("--out", help="where to write the table (default EXP/RESULTS.md)")
     sp.add_argument("--title", default="")
     sp.add_argument("--commands", default="", help="the commands that produced the results, for the record")
     sp.add_argument("--notes", help="a Markdown file appended to the table (references, remarks)")
+    sp.add_argument("--cross", action="store_true",
+                    help="EXP holds cross-corpus decodes (recipes/cross): one row per model, one column per target")
     sp.add_argument("--label", action="append", default=[], metavar="SYSTEM=TEXT",
                     help="append TEXT to the 'chosen how' of SYSTEM's rows (SYSTEM* for a prefix), e.g. "
                          "'tri1=test-tuned: Gaussians read on test'")

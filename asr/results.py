@@ -129,3 +129,52 @@ def write_results(exp_dir: str | Path, out: str | Path, title: str = "", command
         text += "\n" + read_utf8(Path(notes))
     write_text_atomic(out, text)
     return text
+
+
+def _wer(line: str) -> str:
+    m = re.match(r"%WER\s+([0-9.]+)", line or "")
+    return m.group(1) if m else "-"
+
+
+def cross_table(exp_dir: str | Path) -> str:
+    """Markdown: one row per system of a cross-corpus folder (``<corpus>_<system>/decode_<target>_<set>``),
+    one column per target: its test WER with the dev WER its setting was read on, and the
+    system's WER on its own corpus's test set (``<model>/decode_test``) for comparison."""
+    rows = collect(exp_dir)
+    if not rows:
+        raise AsrError(f"{exp_dir}: nothing decoded yet (no */decode_*/decode_info.json)")
+    cells: dict[str, dict[str, dict[str, str]]] = {}
+    own: dict[str, str] = {}
+    for r in rows:
+        target, _, split = r["set"].rpartition("_")
+        cells.setdefault(r["system"], {}).setdefault(target, {})[split] = _wer(r["wer_line"])
+        own_wer = Path(r["info"].get("model", "")) / "decode_test" / "wer.txt"
+        if r["system"] not in own and own_wer.is_file():
+            own[r["system"]] = _wer(read_utf8(own_wer).splitlines()[0])
+    targets = sorted({t for per in cells.values() for t in per})
+    head = "| model | own test | " + " | ".join(f"{t} test (dev)" for t in targets) + " |\n"
+    head += "|---|---|" + "---|" * len(targets) + "\n"
+    body = ""
+    for system in sorted(cells, key=lambda s: (s.split("_")[0], s)):
+        corpus, _, name = system.partition("_")
+        row = [f"{corpus} {name}", own.get(system, "-")]
+        for t in targets:
+            c = cells[system].get(t)
+            row.append(f"{c.get('test', '-')} ({c.get('dev', '-')})" if c else "")
+        body += "| " + " | ".join(row) + " |\n"
+    return head + body
+
+
+def write_cross_results(exp_dir: str | Path, out: str | Path, notes: str | Path | None = None) -> str:
+    """Write the cross-corpus table (:func:`cross_table`) and a recipe's notes to ``out``."""
+    text = "# Results: cross-corpus\n\n"
+    text += (f"Generated {datetime.date.today().isoformat()} by `asr results --cross {exp_dir}` after "
+             "`make -C recipes/cross`. %WER of each model (rows) on other corpora's test sets (columns), "
+             "with the target set's grammar; LMWT and penalty read on the target corpus's dev set (in "
+             "parentheses: that dev WER, best of grid), test decoded once.\n\n")
+    text += cross_table(exp_dir)
+    text = text.replace(f"{Path(exp_dir).resolve().parent.parent}/", "")
+    if notes is not None and Path(notes).exists():
+        text += "\n" + read_utf8(Path(notes))
+    write_text_atomic(out, text)
+    return text

@@ -20,6 +20,7 @@
 #                  align all of TRAIN_SET with it for tri1 (empty: mono on all of it)
 #   DNN_GMM      the GMM system whose tied states and alignments the DNN learns (default tri1)
 #   DNN_SPEED_PERTURB  speed factors of the DNN's training copies (e.g. 0.9,1.0,1.1; empty: none)
+#                (system dnn_aug: the [dnn] network on those plus [augment] multi-condition copies)
 #   DNN_TUNE_HELDOUT   yes: tune the DNN's LMWT on its held-out speakers (a corpus without dev set)
 #   DECODE_OPTS_heldout  the grid decoded on them (default Kaldi's --sweep 7:17)
 #   NNET_SEEDS   extra seeds of the neural systems (e.g. "1 2": <sys>_seed1, <sys>_seed2)
@@ -39,7 +40,7 @@ TRAIN_SET ?= train
 NJ      ?= 2
 SYSTEMS ?= mono tri1 dnn ctc
 NNET_SEEDS ?=
-SEED_COPIES = $(foreach k,$(NNET_SEEDS),$(addsuffix _seed$(k),$(filter dnn dnn_fmllr ctc,$(SYSTEMS))))
+SEED_COPIES = $(foreach k,$(NNET_SEEDS),$(addsuffix _seed$(k),$(filter dnn dnn_aug dnn_fmllr ctc,$(SYSTEMS))))
 ALL_SYSTEMS = $(SYSTEMS) $(SEED_COPIES)
 # The system a seed copy is of (dnn_fmllr_seed2 -> dnn_fmllr): its per-system settings apply.
 base_sys = $(firstword $(subst _seed, ,$(1)))
@@ -121,7 +122,7 @@ $(EXP)/tri3/.done.train: $(EXP)/tri2/.done.train $(DATA)/lang/.done $(DATA)/.don
 	touch $@
 
 # Neural systems of SYSTEMS (`make 6 NNET_DEVICE=cuda` on a GPU).
-6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn dnn_fmllr ctc,$(SYSTEMS)) $(SEED_COPIES)))
+6 nnet: $(addsuffix /.done.train,$(addprefix $(EXP)/,$(filter dnn dnn_aug dnn_fmllr ctc,$(SYSTEMS)) $(SEED_COPIES)))
 
 # The DNN's training data: TRAIN_SET, or with DNN_SPEED_PERTURB (e.g. 0.9,1.0,1.1) Kaldi
 # nnet3's speed-perturbed copies of it, aligned by DNN_GMM like the original (a SAT system
@@ -172,6 +173,26 @@ $(EXP)/dnn_fmllr/.done.train: $(EXP)/tri3/.done.train $(FMLLR_ALI)/.done
 	$(call train_dnn_fmllr,dnn_fmllr)
 	touch $@
 
+# The [dnn] network on multi-condition data (system dnn_aug): the DNN's training data plus
+# [augment] copies of it (silence, rooms, noise, telephone band, codecs, gain; asr augment),
+# which keep their sources' alignments (asr copy-ali) instead of being realigned.
+DNN_AUG_DATA := $(DNN_TRAIN)_aug
+DNN_AUG_ALI  := $(DNN_ALI)_aug
+$(DATA)/$(DNN_AUG_DATA)/.done: $(if $(DNN_SPEED_PERTURB),$(DATA)/$(DNN_TRAIN)/.done,$(DATA)/.done.data)
+	$(ASR) augment --config $(CONF) $(DATA)/$(DNN_TRAIN) $(DATA)/$(DNN_AUG_DATA)
+	$(ASR) features --config $(CONF) --section fbank --suffix _fbank $(DATA)/$(DNN_AUG_DATA)
+	touch $@
+$(DNN_AUG_ALI)/.done: $(DNN_DEPS) $(EXP)/$(DNN_GMM)/.done.train $(DATA)/$(DNN_AUG_DATA)/.done
+	$(ASR) copy-ali $(DNN_ALI) $(DATA)/$(DNN_AUG_DATA) $(DNN_AUG_ALI) --model $(EXP)/$(DNN_GMM)
+	touch $@
+DATA_SUFFIX_dnn_aug := _fbank
+dnn_aug: $(EXP)/dnn_aug/.done.train
+train_dnn_aug = $(ASR) train-dnn --config $(CONF) --data $(DATA)/$(DNN_AUG_DATA)_fbank --ali $(DNN_AUG_ALI) \
+  --gmm $(EXP)/$(DNN_GMM) --out $(EXP)/$(1) $(2) $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+$(EXP)/dnn_aug/.done.train: $(EXP)/$(DNN_GMM)/.done.train $(DNN_AUG_ALI)/.done
+	$(call train_dnn_aug,dnn_aug)
+	touch $@
+
 # The DNN's held-out utterances (whole training speakers it never trained on) as a dev set
 # for a corpus without one: with DNN_TUNE_HELDOUT=yes every test set's DNN decode takes
 # LMWT and penalty from the DECODE_OPTS_heldout grid decoded on them.
@@ -203,7 +224,7 @@ $(EXP)/$(1)_seed$(2)/.done.train: $(EXP)/$(1)/.done.train
 	$$(call train_$(1),$(1)_seed$(2),--set seed=$(2))
 	touch $$@
 endef
-$(foreach k,$(NNET_SEEDS),$(foreach s,$(filter dnn dnn_fmllr ctc,$(SYSTEMS)),$(eval $(call SEED_COPY,$(s),$(k)))))
+$(foreach k,$(NNET_SEEDS),$(foreach s,$(filter dnn dnn_aug dnn_fmllr ctc,$(SYSTEMS)),$(eval $(call SEED_COPY,$(s),$(k)))))
 
 # Graph and decoding of every system in SYSTEMS. In DECODE_OPTS_<set>, @SYS@ stands for
 # the system being decoded (e.g. --tune-on $(EXP)/@SYS@/decode_dev). A CTC model is also
@@ -215,7 +236,8 @@ $(EXP)/%/.done.graph: $(EXP)/%/.done.train $(DATA)/lang/.done
 # The DNN has its GMM's tree: when that GMM is decoded too, its graph is copied, not rebuilt.
 ifneq ($(filter $(DNN_GMM),$(SYSTEMS)),)
 MKGRAPH_OPTS_dnn = --reuse $(EXP)/$(DNN_GMM)
-$(foreach d,dnn $(filter dnn_seed%,$(SEED_COPIES)),$(eval $(EXP)/$(d)/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph))
+MKGRAPH_OPTS_dnn_aug = --reuse $(EXP)/$(DNN_GMM)
+$(foreach d,dnn dnn_aug $(filter dnn_seed% dnn_aug_seed%,$(SEED_COPIES)),$(eval $(EXP)/$(d)/.done.graph: $(EXP)/$(DNN_GMM)/.done.graph))
 endif
 ifneq ($(filter tri3,$(SYSTEMS)),)
 MKGRAPH_OPTS_dnn_fmllr = --reuse $(EXP)/tri3

@@ -163,3 +163,52 @@ def test_lattices_rescored_with_the_same_lm_score_the_same(yesno_run: Path, tmp_
     bad = _asr("lmrescore", tri1, "--old-lm", lm, "--new-lm", lm, "--data", data / "test",
                "--lattices", tmp_path, "--dir", tmp_path / "re2", check=False)
     assert bad.returncode == 1 and "no lat.gz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_decode_with_a_word_list_or_another_lm(yesno_run: Path, tmp_path: Path) -> None:
+    tri1, wav = yesno_run / "exp" / "yesno" / "tri1", _wav(yesno_run)
+    only_yes = tmp_path / "words.txt"
+    only_yes.write_text("YES\n")
+    for model in (tri1, yesno_run / "exp" / "yesno" / "ctc"):
+        out = _asr("decode", model, wav, "--words", only_yes).stdout.split()
+        assert out and set(out) == {"YES"}  # never a word outside the list
+    # cached: the second run compiles nothing
+    again = _asr("decode", tri1, wav, "--words", only_yes)
+    assert "compiling" not in again.stderr and len(list((tri1 / "graphs").iterdir())) == 1
+    # An LM that only allows NO after YES: "YES NO YES NO ..." is all it can say.
+    lm = tmp_path / "alternate.arpa"
+    lm.write_text("\\data\\\nngram 1=4\nngram 2=4\n\n\\1-grams:\n-99\t<s>\t0\n-0.3\tYES\t0\n-0.3\tNO\t0\n-0.3\t</s>\n\n"
+                  "\\2-grams:\n0\t<s> YES\n0\tYES NO\n-0.3\tNO YES\n-0.3\tNO </s>\n\n\\end\\\n")
+    words = _asr("decode", tri1, wav, "--lm", lm).stdout.split()
+    assert words and words == ["YES", "NO"] * (len(words) // 2)
+    for bad, why in ((["--words", tmp_path / "nope.txt"], "nope.txt"), (["--words", only_yes, "--lm", lm], "--lm")):
+        run = _asr("decode", tri1, wav, *bad, check=False)
+        assert run.returncode == 1 and why in run.stderr and "Traceback" not in run.stderr
+    oov = tmp_path / "oov.txt"
+    oov.write_text("YES MAYBE\n")
+    run = _asr("decode", tri1, wav, "--words", oov, check=False)
+    assert run.returncode == 1 and "MAYBE" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_decode_with_vad_ignores_the_silence_around_speech(yesno_run: Path, tmp_path: Path) -> None:
+    tri1, wav = yesno_run / "exp" / "yesno" / "tri1", _wav(yesno_run)
+    x, rate = sf.read(wav, dtype="float32")
+    rng = np.random.default_rng(0)
+    pad = np.zeros(3 * rate, np.float32)
+    padded = np.concatenate([pad, x, pad]) + 1e-4 * rng.standard_normal(len(x) + 6 * rate).astype(np.float32)
+    sf.write(tmp_path / "padded.wav", padded, rate)
+    plain = [l.split() for l in _asr("decode", tri1, wav, "--format", "ctm").stdout.splitlines()]
+    for mode in ("trim", "segment"):
+        ctm = [l.split() for l in _asr("decode", tri1, tmp_path / "padded.wav", "--vad", mode,
+                                       "--format", "ctm").stdout.splitlines()]
+        assert [c[4] for c in ctm] == WORDS
+        # times are on the padded file's clock: 3 s later than in the original
+        assert [float(c[2]) for c in ctm] == pytest.approx([float(c[2]) + 3.0 for c in plain], abs=0.06)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(2 * rate, np.float32), rate)
+    assert _asr("decode", tri1, silent, "--vad", "trim").stdout.strip() == ""
+    run = _asr("decode", tri1, "--data", yesno_run / "data" / "yesno" / "test", "--dir", tmp_path / "d", "--vad", "trim",
+               check=False)
+    assert run.returncode == 1 and "--vad" in run.stderr

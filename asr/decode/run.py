@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.acoustic import feature_chunks, features_for_files, frame_shift_s, load_model, model_dirs
-from asr.audio import is_long_file
+from asr.acoustic import feature_chunks, features_for_files, features_of_samples, frame_shift_s, load_model, model_dirs
+from asr.audio import is_long_file, read_audio, read_wav_scp_entry
 from asr.datadir import DataDir
 from asr.decode.decoder import DecodeResult, Decoder, DecoderConfig, result_from_lattice
 from asr.decode.lattice import write_lattices
@@ -31,6 +31,7 @@ from asr.graph.compile import DecodingGraph
 from asr.hmm.alignments import write_ctm
 from asr.score import ErrorCounts, read_text, score_texts
 from asr.utils import AsrError, atomic_open, ensure_dir, read_json, write_text_atomic
+from asr.vad import VadConfig, detect_speech
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,31 @@ def graph_path(model_dir: str | Path) -> Path:
     return model_dirs(model_dir)[0] / "graph.npz"
 
 
-def load_graph(model_dir: str | Path, model) -> DecodingGraph:
-    """The model dir's graph, checked to be compiled for this very model (its fingerprint)
-    and to use only transition ids the model has."""
+@dataclass
+class Grammar:
+    """Decode with another grammar than the model dir's graph (``asr decode --words / --lm``):
+    a word list's uniform loop or an ARPA LM, compiled once and cached in the model dir."""
+
+    words: str | None = None
+    lm: str | None = None
+    graph_opts: dict = dataclasses.field(default_factory=dict)  # the [graph] options (sil_prob)
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.lm)
+
+
+def load_graph(model_dir: str | Path, model, grammar: Grammar | None = None) -> DecodingGraph:
+    """The model dir's graph (or ``grammar``'s), checked to be compiled for this very model
+    (its fingerprint) and to use only transition ids the model has."""
     from asr.model_dir import fingerprint
 
+    owner = model_dirs(model_dir)[0]
+    if grammar:
+        from asr.graph.mkgraph import grammar_graph
+
+        return grammar_graph(owner, model, grammar.words, grammar.lm, grammar.graph_opts)
     path = graph_path(model_dir)
     graph = DecodingGraph.load(path)
-    owner = model_dirs(model_dir)[0]
     if graph.model_fingerprint != fingerprint(owner):
         why = ("it records no model fingerprint (made by an older asr)" if not graph.model_fingerprint
                else "the model was retrained or replaced after the graph was compiled")
@@ -166,26 +184,35 @@ def decode_scores(dec: Decoder, scores: dict[str, np.ndarray], nj: int = 1,
 
 
 def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None, nj: int = 1,
-                      device: str = "cpu", scp_entries: bool = False, nbest: int = 1):
+                      device: str = "cpu", scp_entries: bool = False, nbest: int = 1, vad: str | None = None,
+                      vad_cfg: VadConfig | None = None, grammar: Grammar | None = None):
     """Transcribe audio files (any rate, any channel count), yielding ``(path, Hypothesis)`` in
     input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel).
     With ``scp_entries`` the paths are wav.scp values (see :func:`features_for_files`).
     Files longer than ``asr.audio.LONG_FILE_SECONDS`` are decoded chunk by chunk
     (:func:`decode_long_file`), so memory does not grow with their duration. ``nbest`` > 1
-    adds each file's n best word sequences from its lattice."""
+    adds each file's n best word sequences from its lattice. ``vad`` ("trim" or "segment")
+    first finds the speech (:mod:`asr.vad`): the silence around it is cut off, or each speech
+    segment is decoded on its own and the words joined on the file's clock. ``grammar``
+    replaces the model dir's graph."""
+    if vad not in (None, "trim", "segment"):
+        raise AsrError(f"--vad must be trim or segment, got {vad!r}")
     model = load_model(model_dir, device)
-    graph = load_graph(model_dir, model)
+    graph = load_graph(model_dir, model, grammar)
     cfg = cfg or model.decoder
     bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
     dec = Decoder(graph, model.trans.log_probs, cfg)
     long = {p for p in paths if not scp_entries and is_long_file(p)}
-    if long and nbest > 1:
-        raise AsrError(f"{sorted(long)[0]}: n-best lists are not made for long files decoded in chunks")
+    if (long or vad == "segment") and nbest > 1:
+        raise AsrError(f"{sorted(long or paths)[0]}: n-best lists are not made for files decoded in pieces "
+                       f"(long files, --vad segment)")
     acs, pen = cfg.acoustic_scale, cfg.word_penalty
-    if nj <= 1 or long:
+    if nj <= 1 or long or vad:
         for p in paths:
             if p in long:
                 hyp = decode_long_file(model, dec, p)
+            elif vad:
+                hyp = decode_speech(model, dec, p, vad, vad_cfg, scp_entries, nbest)
             else:
                 scores = _file_scores(model, dec, features_for_files(model, [p], scp_entries)[p], p)
                 hyp = _to_hyp(_decode_one(dec, scores, p), model, acs, pen, nbest)
@@ -231,22 +258,42 @@ def _file_scores(model, dec: Decoder, feats: np.ndarray, name: str) -> np.ndarra
     return model.scores(adapted_features(model, dec, {name: feats}, {name: name})[name])
 
 
-def decode_long_file(model, dec: Decoder, path: str, chunk_seconds: float = 30.0) -> Hypothesis:
-    """Decode a long recording as consecutive chunks cut in pauses (``asr.audio.read_audio_chunks``),
-    each with its own CMVN, and join the words with their times shifted to the file's clock."""
+def _decode_pieces(model, dec: Decoder, path: str, pieces, nbest: int = 1) -> Hypothesis:
+    """Decode ``(start seconds, (T, D) features)`` pieces of one file and join their words with
+    the times shifted to the file's clock (n-best lists only for a single piece)."""
     shift = frame_shift_s(model)
     joined = Hypothesis(words=[], ctm=[], cost=0.0, confidence=[], frame_shift=shift)
-    for start, feats in feature_chunks(model, path, chunk_seconds):
+    for start, feats in pieces:
         name = f"{path} at {start:.1f} s"
         scores = _file_scores(model, dec, feats, name)
-        hyp = _to_hyp(_decode_one(dec, scores, name), model, dec.cfg.acoustic_scale,
-                      dec.cfg.word_penalty)
+        hyp = _to_hyp(_decode_one(dec, scores, name), model, dec.cfg.acoustic_scale, dec.cfg.word_penalty, nbest)
         offset = int(round(start / shift))
         joined.words += hyp.words
         joined.ctm += [(w, b + offset, e + offset) for w, b, e in hyp.ctm]
         joined.confidence += hyp.confidence
         joined.cost += hyp.cost
+        joined.nbest = hyp.nbest  # (callers ask for n-best lists of one piece only)
     return joined
+
+
+def decode_long_file(model, dec: Decoder, path: str, chunk_seconds: float = 30.0) -> Hypothesis:
+    """Decode a long recording as consecutive chunks cut in pauses (``asr.audio.read_audio_chunks``),
+    each with its own CMVN, and join the words with their times shifted to the file's clock."""
+    return _decode_pieces(model, dec, path, feature_chunks(model, path, chunk_seconds))
+
+
+def decode_speech(model, dec: Decoder, path: str, mode: str, vad_cfg: VadConfig | None = None,
+                  scp_entry: bool = False, nbest: int = 1) -> Hypothesis:
+    """Decode only the speech of one file (:func:`asr.vad.detect_speech`): ``trim`` keeps the
+    first to the last speech segment, ``segment`` decodes each segment alone. A file without
+    speech gives no words."""
+    read = read_wav_scp_entry if scp_entry else read_audio
+    samples, rate = read(path, target_rate=model.feature.sample_rate)
+    segs = detect_speech(samples, rate, vad_cfg)
+    if mode == "trim" and segs:
+        segs = [(segs[0][0], segs[-1][1])]
+    pieces = ((b / rate, features_of_samples(model, samples[b:e], path)) for b, e in segs)
+    return _decode_pieces(model, dec, path, pieces, nbest)
 
 
 def decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None,
@@ -299,7 +346,7 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
 
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                     grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
-                    nj: int = 1) -> ErrorCounts | None:
+                    nj: int = 1, grammar: Grammar | None = None) -> ErrorCounts | None:
     """Decode a data dir into ``out_dir``: lat.gz (lattices), hyp.txt, ctm, and wer.txt when it
     has a text file.
 
@@ -309,10 +356,11 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     Args:
         grid: configs to try; the best WER among them is reported (Kaldi best_wer).
         tune_on: a decode dir already scored with a grid; its best config is used alone.
+        grammar: decode with a word list's loop or another LM instead of the model dir's graph.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = load_model(model_dir)
-    graph = load_graph(model_dir, model)
+    graph = load_graph(model_dir, model, grammar)
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
     t0 = time.time()
@@ -339,7 +387,8 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     info = {"model": str(model_dir), "model_fingerprint": model_fp, "data": str(data_dir), "utterances": len(scores),
             "audio_seconds": round(audio_seconds, 2), "score_seconds": round(t_scores, 2),
             "search_seconds": round(t_search, 2), "nj": nj, "rtf": round(t_search / max(audio_seconds, 1e-9), 4),
-            "search_config": search_cfg.to_dict()}
+            "search_config": search_cfg.to_dict(),
+            **({"grammar": {"words": grammar.words, "lm": grammar.lm}} if grammar else {})}
     return score_lattices(model, data_dir, out_dir, {u: r.lattice for u, r in first.items()}, cfgs, info, tune_on, t0)
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from asr.acoustic import load_model
 from asr.graph.compile import DecodingGraph, compile_graph
 from asr.hmm.alignments import tree_fingerprint
-from asr.lang.arpa import lm_to_automaton, read_arpa
+from asr.lang.arpa import lm_to_automaton, read_arpa, unigram_arpa_text
 from asr.model_dir import fingerprint
+from asr.utils import AsrError, ensure_dir, read_utf8, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,69 @@ def make_graph(model_dir: str | Path, lang_dir: str | Path, opts: dict, reuse: s
             log.info("graph of %s reused for %s (same tree, lexicon and LM)", reuse, model_dir)
             return
         log.info("graph of %s not reusable for %s (another tree, lexicon or LM): compiling", reuse, model_dir)
+    _compile(model, model_dir, arpa, opts, inputs).save(model_dir / "graph.npz")
+
+
+def _compile(model, model_dir: Path, arpa: Path, opts: dict, inputs: str) -> DecodingGraph:
     lm = lm_to_automaton(read_arpa(arpa), set(model.lexicon.words()))
     graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
                           model.silence_phone, opts.get("sil_prob", 0.5))
     graph.model_fingerprint = fingerprint(model_dir)
     graph.inputs_fingerprint = inputs
-    graph.save(model_dir / "graph.npz")
+    return graph
+
+
+def read_word_list(path: str | Path) -> list[str]:
+    """The words of a list file (whitespace-separated, any lines), in first-seen order."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrError(f"missing word list {path}")
+    words = list(dict.fromkeys(read_utf8(path).split()))
+    special = [w for w in words if w in ("<s>", "</s>", "<eps>", "#0")]
+    if special:
+        raise AsrError(f"{path}: {special[0]} is a reserved symbol, not a word")
+    if not words:
+        raise AsrError(f"{path}: the word list is empty")
+    return words
+
+
+def grammar_graph(model_dir: str | Path, model, words: str | Path | None = None, lm: str | Path | None = None,
+                  opts: dict | None = None) -> DecodingGraph:
+    """The model's graph for another grammar, compiled on first use and cached in
+    ``<model_dir>/graphs/<key>/``: a uniform loop over the words of list file ``words`` (any
+    word outside it can never be output), or the ARPA LM ``lm``. Every listed word must
+    have a pronunciation in the model's lexicon; LM words without one are dropped."""
+    if (words is None) == (lm is None):
+        raise AsrError("give a word list or an LM for the grammar, not both")
+    owner = Path(model_dir)
+    known = set(model.lexicon.words())
+    if words is not None:
+        vocab = read_word_list(words)
+        missing = [w for w in vocab if w not in known]
+        if missing:
+            raise AsrError(f"{words}: {len(missing)} word(s) not in the lexicon of {owner}: "
+                           f"{' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        arpa_text = unigram_arpa_text(vocab)
+    else:
+        lm = Path(lm)
+        arpa_text = read_utf8(lm) if lm.is_file() else ""
+        if not arpa_text:
+            raise AsrError(f"missing or empty LM {lm}")
+        dropped = read_arpa(lm).vocabulary() - known - {"<s>", "</s>"}
+        if dropped:
+            log.warning("%s: %d LM word(s) have no pronunciation in %s and are left out: %s", lm, len(dropped),
+                        owner, " ".join(sorted(dropped)[:10]))
+    opts = opts or {}
+    key = hashlib.sha256(json.dumps([arpa_text, opts], sort_keys=True).encode()).hexdigest()[:16]
+    cache = owner / "graphs" / key
+    if (cache / "graph.npz").is_file():
+        graph = DecodingGraph.load(cache / "graph.npz")
+        if graph.model_fingerprint == fingerprint(owner):
+            log.debug("grammar graph of %s from %s", owner, cache)
+            return graph
+    ensure_dir(cache)
+    write_text_atomic(cache / "G.arpa", arpa_text)
+    log.info("compiling %s's graph for %s (cached in %s)", owner, words or lm, cache)
+    graph = _compile(model, owner, cache / "G.arpa", opts, graph_inputs_fingerprint(model, owner, cache / "G.arpa", opts))
+    graph.save(cache / "graph.npz")
+    return graph

@@ -95,15 +95,20 @@ def read_arpa(path: str | Path) -> NgramLM:
     return lm
 
 
-def write_unigram_arpa(path: str | Path, words: list[str]) -> None:
-    """Write a uniform unigram (a word loop) over ``words`` plus ``</s>``."""
+def unigram_arpa_text(words: list[str]) -> str:
+    """ARPA text of a uniform unigram (a word loop) over ``words`` plus ``</s>``."""
     vocab = sorted(set(words) - {BOS, EOS})
     logp = -math.log10(len(vocab) + 1)
     lines = ["\\data\\", f"ngram 1={len(vocab) + 2}", "", "\\1-grams:",
              f"{logp:.6f}\t{EOS}", f"-99\t{BOS}\t0"]
     lines += [f"{logp:.6f}\t{w}" for w in vocab]
     lines += ["", "\\end\\", ""]
-    write_text_atomic(path, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_unigram_arpa(path: str | Path, words: list[str]) -> None:
+    """Write a uniform unigram (a word loop) over ``words`` plus ``</s>``."""
+    write_text_atomic(path, unigram_arpa_text(words))
 
 
 @dataclass
