@@ -134,6 +134,8 @@ def codec_round_trip(x: np.ndarray, rate: int, codec: str, compression: float = 
     if codec not in CODECS:
         raise AsrError(f"unknown codec '{codec}' (known: {', '.join(CODECS)})")
     fmt, subtype = CODECS[codec]
+    # libsndfile's LAME refuses its very lowest bitrate (level 1.0)
+    compression = min(max(compression, 0.0), 0.95 if codec == "mp3" else 1.0)
     buf = io.BytesIO()
     try:
         sf.write(buf, np.clip(x, -1.0, 1.0), rate, format=fmt, subtype=subtype, compression_level=compression)

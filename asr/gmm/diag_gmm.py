@@ -16,8 +16,8 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-import torch
 
 from asr.utils import AsrError
 
@@ -33,6 +33,27 @@ class GmmStats:
     sxx: np.ndarray
     loglik: float = 0.0
     frames: int = 0
+
+
+@numba.njit(cache=True)
+def _logsumexp_groups(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray) -> None:
+    """out[t, cols[j]] = log sum_k exp(comp[t, j * m + k]): each pdf's m components, in one pass
+    over the (T, n * m) matmul output (numpy's max / exp / sum would make three)."""
+    for t in range(comp.shape[0]):
+        row = comp[t]
+        for j in range(cols.shape[0]):
+            base = j * m
+            top = row[base]
+            for k in range(1, m):
+                if row[base + k] > top:
+                    top = row[base + k]
+            if m == 1 or top == -np.inf:
+                out[t, cols[j]] = top
+                continue
+            acc = 0.0
+            for k in range(m):
+                acc += np.exp(row[base + k] - top)
+            out[t, cols[j]] = top + np.log(acc)
 
 
 class DiagGmmSet:
@@ -77,7 +98,7 @@ class DiagGmmSet:
         return int(self.num_components().sum())
 
     # --- likelihoods ----------------------------------------------------------------
-    def _buckets(self) -> list[tuple[np.ndarray, torch.Tensor, torch.Tensor, int]]:
+    def _buckets(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
         """Pdfs grouped by mixture size (next power of two): (pdfs, (n*m, 2D) W, (n*m,) b, m) each.
 
         [x^2, x] @ W.T + b = log w N(x) per component. Grouping keeps the work near the real
@@ -93,37 +114,38 @@ class DiagGmmSet:
             self._cache = []
             for m in sorted(set(size.tolist())):
                 pdfs = np.flatnonzero(size == m)
-                self._cache.append((pdfs, torch.from_numpy(W[pdfs, :m].reshape(-1, 2 * self.dim).astype(np.float32)),
-                                    torch.from_numpy(b[pdfs, :m].reshape(-1).astype(np.float32)), m))
+                self._cache.append((pdfs, np.ascontiguousarray(W[pdfs, :m].reshape(-1, 2 * self.dim).T, dtype=np.float32),
+                                    b[pdfs, :m].reshape(-1).astype(np.float32), m))
         return self._cache
 
-    def log_likelihoods(self, feats: np.ndarray | torch.Tensor, pdfs: np.ndarray | None = None) -> torch.Tensor:
-        """Per-pdf log-likelihoods.
+    def log_likelihoods(self, feats: np.ndarray, pdfs: np.ndarray | None = None) -> np.ndarray:
+        """Per-pdf log-likelihoods, in numpy (BLAS matmuls: decoding a GMM needs no torch).
 
         Args:
             feats: (T, D) frames.
             pdfs: optional (P',) subset of pdf ids; all pdfs when None.
         Returns:
-            (T, P') float32 tensor of log p(x_t | pdf).
+            (T, P') float32 log p(x_t | pdf).
         """
-        x = torch.as_tensor(feats, dtype=torch.float32)
-        if x.shape[-1] != self.dim:
+        x = np.asarray(feats, dtype=np.float32)
+        if x.ndim != 2 or x.shape[-1] != self.dim:
             raise AsrError(f"features have dimension {x.shape[-1]}, the model expects {self.dim}")
         wanted = np.arange(self.num_pdfs) if pdfs is None else np.asarray(pdfs, dtype=np.int64)
         column = np.full(self.num_pdfs, -1, dtype=np.int64)
         column[wanted] = np.arange(len(wanted))
-        x2 = torch.cat([x * x, x], dim=1)
-        out = torch.empty(x.shape[0], len(wanted), dtype=torch.float32)
-        for bucket_pdfs, W, b, m in self._buckets():
+        x2 = np.concatenate([x * x, x], axis=1)
+        out = np.empty((x.shape[0], len(wanted)), dtype=np.float32)
+        for bucket_pdfs, Wt, b, m in self._buckets():
             cols = column[bucket_pdfs]
             sel = np.flatnonzero(cols >= 0)
             if len(sel) == 0:
                 continue
             if len(sel) < len(bucket_pdfs):
-                rows = torch.from_numpy((sel[:, None] * m + np.arange(m)).reshape(-1))
-                W, b = W[rows], b[rows]
-            comp = torch.addmm(b, x2, W.T).view(x.shape[0], len(sel), m)
-            out[:, torch.from_numpy(cols[sel])] = torch.logsumexp(comp, dim=2) if m > 1 else comp[..., 0]
+                rows = (sel[:, None] * m + np.arange(m)).reshape(-1)
+                Wt, b = Wt[:, rows], b[rows]
+            comp = x2 @ Wt
+            comp += b
+            _logsumexp_groups(comp, m, cols[sel], out)
         return out
 
     def _component_loglik(self, pdf: int, x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
@@ -77,12 +76,13 @@ class GmmHmm:
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """(T, num_pdfs) log-likelihoods of (T, D) pipeline-transformed features."""
-        with torch.no_grad():
-            return self.gmm.log_likelihoods(feats).numpy()
+        return self.gmm.log_likelihoods(feats)
 
-    def pdf_scores(self, feats: np.ndarray, pdfs: np.ndarray) -> torch.Tensor:
-        """(T, len(pdfs)) log-likelihoods of some pdfs only (alignment needs few of them)."""
-        return self.gmm.log_likelihoods(feats, pdfs)
+    def pdf_scores(self, feats: np.ndarray, pdfs: np.ndarray):
+        """(T, len(pdfs)) torch log-likelihoods of some pdfs only (alignment needs few of them)."""
+        import torch
+
+        return torch.from_numpy(self.gmm.log_likelihoods(feats, pdfs))
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
