@@ -35,3 +35,33 @@ def test_labels_mark_rows_whose_choices_were_not_made_on_dev() -> None:
     assert rows[1]["info"]["selection"] == "test-tuned: Gaussians" and rows[2]["info"]["selection"] == "test-tuned: size"
     with pytest.raises(AsrError, match="SYSTEM=TEXT"):
         apply_labels(rows, ["no-equals-sign"])
+
+
+def test_cross_table_has_a_row_per_model_and_a_column_per_target(tmp_path) -> None:
+    import json
+
+    import pytest
+
+    from asr.results import cross_table, write_cross_results
+    from asr.utils import AsrError
+
+    own = tmp_path / "an4" / "dnn"
+    (own / "decode_test").mkdir(parents=True)
+    (own / "decode_test" / "wer.txt").write_text("%WER 5.82 [ 45 / 773, 5 ins, 3 del, 37 sub ]\n")
+    cross = tmp_path / "cross"
+    for system, model, decodes in (("an4_dnn", own, {"fsdd_dev": 22.33, "fsdd_test": 20.67}),
+                                   ("librispeech_tri3", tmp_path / "none", {"an4_dev": 19.74, "an4_test": 21.73,
+                                                                             "fsdd_test": 20.33})):
+        for name, wer in decodes.items():
+            d = cross / system / f"decode_{name}"
+            d.mkdir(parents=True)
+            (d / "decode_info.json").write_text(json.dumps({"model": str(model)}))
+            (d / "wer.txt").write_text(f"%WER {wer:.2f} [ 1 / 2, 0 ins, 0 del, 1 sub ]\n")
+    table = cross_table(cross).splitlines()
+    assert table[0] == "| model | own test | an4 test (dev) | fsdd test (dev) |"
+    assert table[2] == "| an4 dnn | 5.82 |  | 20.67 (22.33) |"
+    assert table[3] == "| librispeech tri3 | - | 21.73 (19.74) | 20.33 (-) |"
+    text = write_cross_results(cross, tmp_path / "RESULTS.md")
+    assert (tmp_path / "RESULTS.md").read_text() == text and "| an4 dnn |" in text
+    with pytest.raises(AsrError):
+        cross_table(tmp_path / "empty_dir_that_is_missing")
