@@ -431,12 +431,31 @@ def augment_data_dir(src: str | Path, out: str | Path, cfg: AugmentConfig | None
 
 
 def padded_alignments(tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray], utts: list[str],
-                      pads: dict[str, tuple[int, int]], silent_tids: set[int]):
-    """Each of ``utts`` gets its source's (T,) tid and pdf alignment (:func:`source_id`), its
-    (lead, trail) padding frames given the first and last frame's ids. Returns the tid and
-    pdf dicts and the counts of utterances without a source alignment, and of padded copies
-    left out because their source does not begin (lead) or end (trail) in a silent tid."""
-    out_t, out_p, missing, not_sil = {}, {}, 0, 0
+                      pads: dict[str, tuple[int, int]], silent_tids: set[int],
+                      silence_path: list[tuple[int, int]] | None = None):
+    """Each of ``utts`` gets its source's (T,) tid and pdf alignment (:func:`source_id`) with its
+    (lead, trail) padding frames added.
+
+    A source that begins (ends) in silence is extended by more frames of that first (last)
+    state, more self-loops of the same HMM state. One that begins (ends) in speech gets a
+    whole pass through the silence HMM, ``silence_path``'s (tid, pdf) per state split evenly
+    over the padding, as optional silence would be aligned; without a path such a copy is
+    left out. Returns the tid and pdf dicts and the counts of utterances without a source
+    alignment and of copies left out."""
+    def pad(n: int, edge_t: int, edge_p: int):
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if edge_t in silent_tids:
+            return np.full(n, edge_t), np.full(n, edge_p)
+        if not silence_path:
+            return None
+        S = len(silence_path)
+        # every state a run when there are frames enough, else the first, the last and some between
+        k = np.arange(n) * S // n if n >= S else np.round(np.linspace(0, S - 1, n)).astype(np.int64)
+        path = np.asarray(silence_path, dtype=np.int64)[k]
+        return path[:, 0], path[:, 1]
+
+    out_t, out_p, missing, left_out = {}, {}, 0, 0
     for utt in utts:
         src = source_id(utt)
         if src not in tids:
@@ -444,19 +463,42 @@ def padded_alignments(tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray], 
             continue
         t, p = tids[src], pdfs[src]
         lead, trail = pads.get(utt, (0, 0))
-        if (lead and int(t[0]) not in silent_tids) or (trail and int(t[-1]) not in silent_tids):
-            not_sil += 1
+        before, after = pad(lead, int(t[0]), int(p[0])), pad(trail, int(t[-1]), int(p[-1]))
+        if before is None or after is None:
+            left_out += 1
             continue
-        out_t[utt] = np.concatenate([np.full(lead, t[0]), t, np.full(trail, t[-1])])
-        out_p[utt] = np.concatenate([np.full(lead, p[0]), p, np.full(trail, p[-1])])
-    return out_t, out_p, missing, not_sil
+        out_t[utt] = np.concatenate([before[0], t, after[0]])
+        out_p[utt] = np.concatenate([before[1], p, after[1]])
+    return out_t, out_p, missing, left_out
+
+
+def silence_hmm_path(tids: dict[str, np.ndarray], pdfs: dict[str, np.ndarray], trans, silence: int) -> list[tuple[int, int]]:
+    """The most frequent (tid, pdf) of each state of phone ``silence``'s HMM in an alignment, in
+    state order: a pass through silence for padding next to speech. Empty if a state never occurs."""
+    counts: dict[tuple[int, int, int], int] = {}
+    for u, t in tids.items():
+        phone = trans.tstate_phone[trans.tid_tstate[t]]
+        sel = phone == silence
+        if not sel.any():
+            continue
+        state = trans.tstate_hmm_state[trans.tid_tstate[t[sel]]]
+        keys, n = np.unique(np.stack([state, t[sel], pdfs[u][sel]]), axis=1, return_counts=True)
+        for (s, tid, pdf), c in zip(keys.T.tolist(), n.tolist()):
+            counts[(s, tid, pdf)] = counts.get((s, tid, pdf), 0) + c
+    best: dict[int, tuple[int, tuple[int, int]]] = {}
+    for (s, tid, pdf), c in counts.items():
+        if c > best.get(s, (0, (0, 0)))[0]:
+            best[s] = (c, (tid, pdf))
+    num_states = int(trans.phone_num_states[silence]) if silence < len(trans.phone_num_states) else 0
+    if num_states == 0 or any(s not in best for s in range(num_states)):
+        return []
+    return [best[s][1] for s in range(num_states)]
 
 
 def copy_alignments(ali_dir: str | Path, data_dir: str | Path, out_dir: str | Path, model_dir: str | Path) -> None:
     """Alignments for an augmented data dir from its sources' (Kaldi's copy of clean alignments
     to reverberated copies): each copy takes its source's frames, with its padding's frames
-    given the source's first and last silence state. A copy whose source does not begin (or
-    end) in silence where it was padded is left out and counted."""
+    given silence states (:func:`padded_alignments`)."""
     from asr.acoustic import frame_shift_s, load_model
     from asr.datadir import read_kv
     from asr.hmm.alignments import TREE_FINGERPRINT, read_alignments, write_alignments
@@ -477,12 +519,13 @@ def copy_alignments(ali_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     if abs(shift - 0.01) > 1e-9 and pads:
         raise AsrError(f"{model_dir}: copy_alignments assumes 10 ms frames, the model has {shift * 1000:g} ms")
     trans = model.trans
-    sil = {model.phones.id(model.silence_phone)}
-    silent_tids = {t for t in range(trans.num_tids) if int(trans.tstate_phone[trans.tid_tstate[t]]) in sil}
-    out_t, out_p, missing, not_sil = padded_alignments(tids, pdfs, data.utts(), pads, silent_tids)
+    sil = model.phones.id(model.silence_phone)
+    silent_tids = {t for t in range(trans.num_tids) if int(trans.tstate_phone[trans.tid_tstate[t]]) == sil}
+    path = silence_hmm_path(tids, pdfs, trans, sil) if pads else []
+    out_t, out_p, missing, left_out = padded_alignments(tids, pdfs, data.utts(), pads, silent_tids, path)
     if not out_t:
         raise AsrError(f"{ali_dir}: no utterance of {data_dir} (or its source) has an alignment")
     tree = (ali_dir / TREE_FINGERPRINT).read_text().strip() if (ali_dir / TREE_FINGERPRINT).exists() else None
     write_alignments(out_dir, out_t, out_p, tree)
-    log.info("%s: alignments of %d utterances copied from %s (%d without a source alignment, %d padded copies "
-             "whose source does not start or end in silence left out)", out_dir, len(out_t), ali_dir, missing, not_sil)
+    log.info("%s: alignments of %d utterances copied from %s (%d without a source alignment, %d padded next to "
+             "speech left out: no silence path)", out_dir, len(out_t), ali_dir, missing, left_out)

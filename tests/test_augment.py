@@ -198,5 +198,28 @@ def test_padded_copies_inherit_their_sources_alignment():
     np.testing.assert_array_equal(out_p["aug1-u"], 10 * out_t["aug1-u"])
     np.testing.assert_array_equal(out_t["u"], tids["u"])
     np.testing.assert_array_equal(out_t["aug2-w"], [1, 1, 1, 1, 5, 6])
-    # v starts in speech and w ends in it: their padded copies are left out, x has no source.
+    # v starts in speech and w ends in it: without a silence path their padded copies are left out
     assert set(out_t) == {"u", "aug1-u", "aug2-w"} and missing == 1 and not_sil == 2
+    # ... with one, the padding next to speech is a pass through the silence HMM's states
+    path = [(1, 10), (3, 30), (2, 20)]
+    out_t, out_p, missing, left = A.padded_alignments(tids, pdfs, utts, pads, silent, path)
+    assert set(out_t) == {"u", "aug1-u", "aug1-v", "aug1-w", "aug2-w"} and missing == 1 and left == 0
+    np.testing.assert_array_equal(out_t["aug1-v"], [1, 5, 6, 2])  # one frame: the first state
+    np.testing.assert_array_equal(out_t["aug1-w"], [1, 5, 6, 1, 2])  # two frames over three states
+    np.testing.assert_array_equal(out_p["aug1-w"], 10 * out_t["aug1-w"])
+
+
+def test_silence_hmm_path_takes_each_states_commonest_ids(tiny_mono):
+    trans = tiny_mono.trans
+    sil = tiny_mono.phones.id("SIL")
+
+    def tid(phone: int, state: int) -> int:  # the self-loop of (phone, state)
+        ts = trans.tstate(phone, state)
+        return next(t for t, dest in trans.arcs(ts) if dest == state)
+
+    a_tid = tid(tiny_mono.phones.id("A"), 0)
+    seq = [tid(sil, 0)] * 3 + [tid(sil, 1)] * 2 + [tid(sil, 2)] * 4 + [a_tid] * 5
+    tids = {"u": np.array(seq)}
+    pdfs = {"u": np.array([7] * 3 + [8] * 2 + [9, 9, 9, 4] + [1] * 5)}
+    assert A.silence_hmm_path(tids, pdfs, trans, sil) == [(tid(sil, 0), 7), (tid(sil, 1), 8), (tid(sil, 2), 9)]
+    assert A.silence_hmm_path({"u": np.array([a_tid])}, {"u": np.array([1])}, trans, sil) == []
