@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import re
 import zlib
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from asr import backend
 from asr.datadir import AudioReader, DataDir, write_kv
-from asr.utils import AsrError, Config, atomic_open, ensure_dir
+from asr.utils import AsrError, Config, atomic_open, ensure_dir, read_utf8, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,12 @@ def augment_data_dir(src: str | Path, out: str | Path, cfg: AugmentConfig | None
     data = DataDir.load(src)
     out = Path(out)
     wav_dir = out / "wav"
+    # the kept wavs of a resumed run must have been drawn with the same options
+    options = json.dumps(cfg.to_dict(), sort_keys=True)
+    if (out / "augment.json").is_file() and read_utf8(out / "augment.json").strip() != options:
+        raise AsrError(f"{out} was augmented with other options ({out}/augment.json); remove it or write elsewhere")
     ensure_dir(wav_dir)
+    write_text_atomic(out / "augment.json", options + "\n")
     result = DataDir()
     for utt in data.utts():  # the originals, unchanged
         result.utt2spk[utt] = data.utt2spk[utt]

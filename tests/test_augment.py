@@ -161,6 +161,8 @@ def test_augment_data_dir_makes_reproducible_copies(tmp_path):
     assert read_kv(tmp_path / "aug" / "utt2aug") == descriptions
     fresh = A.augment_data_dir(src, tmp_path / "aug_again", cfg)
     np.testing.assert_array_equal(sf.read(fresh.wav["aug2-c-1"])[0], sf.read(d.wav["aug2-c-1"])[0])
+    with pytest.raises(AsrError, match="other options"):  # its kept wavs were drawn otherwise
+        A.augment_data_dir(src, tmp_path / "aug", A.AugmentConfig(**{**cfg.to_dict(), "seed": 5}))
     other = A.augment_data_dir(src, tmp_path / "aug_seed", A.AugmentConfig(**{**cfg.to_dict(), "seed": 5}))
     assert read_kv(tmp_path / "aug_seed" / "utt2aug") != descriptions
     assert not np.array_equal(sf.read(other.wav["aug2-c-1"])[0], sf.read(d.wav["aug2-c-1"])[0])
