@@ -745,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lm", help="decode with this ARPA LM instead of the model's graph (compiled once, cached)")
     sp.add_argument("--vad", choices=["trim", "segment"],
                     help="energy VAD first ([vad] section): trim the silence around the speech, or decode each "
-                         "speech segment alone (silence-padded or long input)")
+                         "speech segment alone (files over a minute are cut at pauses anyway)")
     sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
 
