@@ -122,8 +122,13 @@ def features_for_files(model, paths: list[str], scp_entries: bool = False) -> di
     ``paths`` are file paths, or with ``scp_entries`` wav.scp values (which may be commands
     ending in ``|``); a path from the command line is never run by a shell.
     """
-    read = read_wav_scp_entry if scp_entries else read_audio
-    return {p: features_of_samples(model, read(p, target_rate=model.feature.sample_rate)[0], p) for p in paths}
+    return {p: features_of_samples(model, file_samples(model, p, scp_entries), p) for p in paths}
+
+
+def file_samples(model, path: str, scp_entry: bool = False) -> np.ndarray:
+    """(N,) samples of a file (or with ``scp_entry`` a wav.scp value) at the model's rate."""
+    read = read_wav_scp_entry if scp_entry else read_audio
+    return read(path, target_rate=model.feature.sample_rate)[0]
 
 
 def features_of_samples(model, samples: np.ndarray, name: str) -> np.ndarray:

@@ -306,7 +306,7 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, audio: AudioReader, utt2spk: dict[str, str]):
         self.cfg, self.audio, self.utt2spk = cfg, audio, utt2spk
         self._rooms: dict[int, list[tuple[np.ndarray, float]]] = {}
-        self._utts = sorted(utt2spk)
+        self._others: dict[str, list[str]] = {}  # speaker -> the other speakers' utterances, sorted
 
     def rooms(self, rate: int) -> list[tuple[np.ndarray, float]]:
         """The ``num_rooms`` simulated rooms at ``rate``, drawn once from the seed."""
@@ -329,8 +329,7 @@ class Augmenter:
             kind = cfg.noise_kinds[int(rng.integers(len(cfg.noise_kinds)))]
             talkers: list[str] = []
             if kind == "babble":
-                spk = self.utt2spk[utt]
-                others = [u for u in self._utts if self.utt2spk[u] != spk]
+                others = self._other_talkers(self.utt2spk[utt])
                 k = int(rng.integers(cfg.babble_talkers[0], cfg.babble_talkers[1] + 1))
                 talkers = [others[int(i)] for i in rng.choice(len(others), size=min(k, len(others)), replace=False)]
                 kind = kind if talkers else "pink"  # a single-speaker data dir has no babble
@@ -341,6 +340,11 @@ class Augmenter:
             plan["codec"] = (cfg.codecs[int(rng.integers(len(cfg.codecs)))], round(float(rng.uniform(0.3, 1.0)), 2))
         plan["gain"] = round(float(rng.uniform(*cfg.gain_range)), 1)
         return plan
+
+    def _other_talkers(self, spk: str) -> list[str]:
+        if spk not in self._others:
+            self._others[spk] = sorted(u for u, s in self.utt2spk.items() if s != spk)
+        return self._others[spk]
 
     def apply(self, x: np.ndarray, rate: int, plan: dict) -> np.ndarray:
         """(N,) samples at ``rate`` -> the copy's (N + padding,) samples, clipped to [-1, 1)."""
@@ -367,7 +371,7 @@ class Augmenter:
 
 
 def describe(plan: dict) -> str:
-    """One utt2aug line: ``pad=0.31,0.05 reverb=0.45s noise=babble:7.2dB band=8000 codec=opus gain=-3.1dB``."""
+    """One utt2aug line: ``pad=0.31,0.05 room=12 noise=babble:7.2dB band=8000 codec=opus gain=-3.1dB``."""
     parts = [f"pad={plan['pad'][0]:.2f},{plan['pad'][1]:.2f}"]
     if "reverb" in plan:
         parts.append(f"room={plan['reverb']}")
@@ -526,7 +530,7 @@ def copy_alignments(ali_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
         raise AsrError(f"{model_dir}: copy_alignments assumes 10 ms frames, the model has {shift * 1000:g} ms")
     trans = model.trans
     sil = model.phones.id(model.silence_phone)
-    silent_tids = {t for t in range(trans.num_tids) if int(trans.tstate_phone[trans.tid_tstate[t]]) == sil}
+    silent_tids = set(np.flatnonzero(trans.tstate_phone[trans.tid_tstate] == sil).tolist())
     path = silence_hmm_path(tids, pdfs, trans, sil) if pads else []
     out_t, out_p, missing, left_out = padded_alignments(tids, pdfs, data.utts(), pads, silent_tids, path)
     if not out_t:

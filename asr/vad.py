@@ -40,9 +40,12 @@ def frame_log_energy(samples: np.ndarray, rate: int, frame_ms: float = 25.0, shi
     size, hop = int(rate * frame_ms / 1000), int(rate * shift_ms / 1000)
     if len(samples) < size:
         return np.zeros(0)
-    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64) * 32768.0, size)[::hop]
-    frames = frames - frames.mean(axis=1, keepdims=True)  # Kaldi removes each frame's DC offset
-    return np.log(np.maximum(np.einsum("ij,ij->i", frames, frames), 1.0))
+    x = samples.astype(np.float64) * 32768.0
+    s1, s2 = (np.concatenate([[0.0], np.cumsum(v)]) for v in (x, x * x))
+    start = np.arange(0, len(x) - size + 1, hop)
+    total, square = s1[start + size] - s1[start], s2[start + size] - s2[start]
+    # sum (x - mean)^2 = sum x^2 - (sum x)^2 / n: Kaldi removes each frame's DC offset
+    return np.log(np.maximum(square - total * total / size, 1.0))
 
 
 def voiced_frames(log_energy: np.ndarray, cfg: VadConfig | None = None) -> np.ndarray:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.acoustic import feature_chunks, features_for_files, features_of_samples, frame_shift_s, load_model, model_dirs
-from asr.audio import is_long_file, read_audio, read_wav_scp_entry
+from asr.acoustic import (feature_chunks, features_for_files, features_of_samples, file_samples, frame_shift_s,
+                          load_model, model_dirs)
+from asr.audio import is_long_file
 from asr.datadir import DataDir
 from asr.decode.decoder import DecodeResult, Decoder, DecoderConfig, result_from_lattice
 from asr.decode.lattice import write_lattices
@@ -287,8 +288,7 @@ def decode_speech(model, dec: Decoder, path: str, mode: str, vad_cfg: VadConfig 
     """Decode only the speech of one file (:func:`asr.vad.detect_speech`): ``trim`` keeps the
     first to the last speech segment, ``segment`` decodes each segment alone. A file without
     speech gives no words."""
-    read = read_wav_scp_entry if scp_entry else read_audio
-    samples, rate = read(path, target_rate=model.feature.sample_rate)
+    samples, rate = file_samples(model, path, scp_entry), model.feature.sample_rate
     segs = detect_speech(samples, rate, vad_cfg)
     if mode == "trim" and segs:
         segs = [(segs[0][0], segs[-1][1])]

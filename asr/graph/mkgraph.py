@@ -16,7 +16,7 @@ from pathlib import Path
 from asr.acoustic import load_model
 from asr.graph.compile import DecodingGraph, compile_graph
 from asr.hmm.alignments import tree_fingerprint
-from asr.lang.arpa import lm_to_automaton, read_arpa, unigram_arpa_text
+from asr.lang.arpa import NgramLM, lm_to_automaton, read_arpa, unigram_arpa_text
 from asr.model_dir import fingerprint
 from asr.utils import AsrError, ensure_dir, read_utf8, write_text_atomic
 
@@ -46,11 +46,11 @@ def make_graph(model_dir: str | Path, lang_dir: str | Path, opts: dict, reuse: s
             log.info("graph of %s reused for %s (same tree, lexicon and LM)", reuse, model_dir)
             return
         log.info("graph of %s not reusable for %s (another tree, lexicon or LM): compiling", reuse, model_dir)
-    _compile(model, model_dir, arpa, opts, inputs).save(model_dir / "graph.npz")
+    _compile(model, model_dir, read_arpa(arpa), opts, inputs).save(model_dir / "graph.npz")
 
 
-def _compile(model, model_dir: Path, arpa: Path, opts: dict, inputs: str) -> DecodingGraph:
-    lm = lm_to_automaton(read_arpa(arpa), set(model.lexicon.words()))
+def _compile(model, model_dir: Path, ngram: NgramLM, opts: dict, inputs: str) -> DecodingGraph:
+    lm = lm_to_automaton(ngram, set(model.lexicon.words()))
     graph = compile_graph(model.lexicon, model.words, model.phones, lm, model.trans, model.ctx,
                           model.silence_phone, opts.get("sil_prob", 0.5))
     graph.model_fingerprint = fingerprint(model_dir)
@@ -94,10 +94,6 @@ def grammar_graph(model_dir: str | Path, model, words: str | Path | None = None,
         arpa_text = read_utf8(lm) if lm.is_file() else ""
         if not arpa_text:
             raise AsrError(f"missing or empty LM {lm}")
-        dropped = read_arpa(lm).vocabulary() - known - {"<s>", "</s>"}
-        if dropped:
-            log.warning("%s: %d LM word(s) have no pronunciation in %s and are left out: %s", lm, len(dropped),
-                        owner, " ".join(sorted(dropped)[:10]))
     opts = opts or {}
     key = hashlib.sha256(json.dumps([arpa_text, opts], sort_keys=True).encode()).hexdigest()[:16]
     cache = owner / "graphs" / key
@@ -108,7 +104,12 @@ def grammar_graph(model_dir: str | Path, model, words: str | Path | None = None,
             return graph
     ensure_dir(cache)
     write_text_atomic(cache / "G.arpa", arpa_text)
+    ngram = read_arpa(cache / "G.arpa")
+    dropped = ngram.vocabulary() - known - {"<s>", "</s>"}
+    if dropped:
+        log.warning("%s: %d LM word(s) have no pronunciation in %s and are left out: %s", lm, len(dropped),
+                    owner, " ".join(sorted(dropped)[:10]))
     log.info("compiling %s's graph for %s (cached in %s)", owner, words or lm, cache)
-    graph = _compile(model, owner, cache / "G.arpa", opts, graph_inputs_fingerprint(model, owner, cache / "G.arpa", opts))
+    graph = _compile(model, owner, ngram, opts, graph_inputs_fingerprint(model, owner, cache / "G.arpa", opts))
     graph.save(cache / "graph.npz")
     return graph
