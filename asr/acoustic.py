@@ -27,7 +27,7 @@ MODEL_TYPES = {
     "dnn": "asr.nnet.model:DnnHmm",
     "ctc": "asr.nnet.ctc_model:CtcModel",
 }
-ENSEMBLE = "asr.nnet.model:Ensemble"  # DIR1,DIR2,...: DNN dirs whose posteriors are averaged
+ENSEMBLE = "asr.nnet.model:Ensemble"  # DIR1,DIR2,...: DNN (or CTC) dirs whose posteriors are averaged
 
 
 class AcousticModel(Protocol):
@@ -88,8 +88,15 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
 def _load_model(model_dir: str | Path, device: str):
     dirs = model_dirs(model_dir)
     if len(dirs) > 1:
-        dnn = _import(MODEL_TYPES["dnn"])
-        return _import(ENSEMBLE)([dnn.load(d, device) for d in dirs])
+        members = []
+        for d in dirs:
+            if not (d / "model.json").exists():
+                raise AsrError(f"{d} is not a model dir (no model.json)")
+            kind = read_json(d / "model.json", "model.json").get("type")
+            if kind not in ("dnn", "ctc"):
+                raise AsrError(f"{d}: an ensemble takes DNN or CTC model dirs, not type {kind!r}")
+            members.append(_import(MODEL_TYPES[kind]).load(d, device))
+        return _import(ENSEMBLE)(members)
     meta_path = dirs[0] / "model.json"
     if not meta_path.exists():
         raise AsrError(f"{model_dir} is not a model dir (no model.json)")

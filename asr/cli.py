@@ -155,10 +155,19 @@ def cmd_train_ctc(a: argparse.Namespace) -> None:
 def cmd_nnet_search(a: argparse.Namespace) -> None:
     from asr.nnet.search import parse_space, search
 
-    base = _load_section(a.config, a.section, a.set)
+    section = a.section or a.kind
+    base = _load_section(a.config, section, a.set)
     if a.device:
         base["device"] = a.device
-    search(base, parse_space(a.space), a.data, a.ali, a.gmm, a.dev, a.out, num_random=a.random, nj=a.nj)
+    try:
+        lmwt = tuple(float(x) for x in a.sweep.split(":"))
+        if len(lmwt) not in (2, 3):
+            raise ValueError
+    except ValueError:
+        raise AsrError(f"--sweep expects MIN:MAX[:STEP], got {a.sweep!r}") from None
+    search(base, parse_space(a.space), a.data, a.ali, a.gmm, a.dev, a.out, num_random=a.random, lmwt=lmwt,
+           nj=a.nj, sampler=a.sampler, num_trials=a.trials, kind=a.kind, lang_dir=a.lang,
+           graph_opts=_load_section(a.config, "graph", []), seed=a.seed)
 
 
 def cmd_mkgraph(a: argparse.Namespace) -> None:
@@ -183,6 +192,29 @@ def _decoder_config(model_dir: str, a: argparse.Namespace):
     return DecoderConfig.from_dict(d)
 
 
+def cmd_ablation(a: argparse.Namespace) -> None:
+    from asr.nnet.ablation import Setup, run_ablation
+
+    config = {}
+    if a.config:
+        try:
+            config = tomllib.loads(read_utf8(Path(a.config)))
+        except tomllib.TOMLDecodeError as e:
+            raise AsrError(f"{a.config}: {e}") from None
+    lmwt = lambda text: tuple(float(x) for x in (text.split(":") + ["1"])[:3])  # noqa: E731
+    setup = Setup(config=config, data=Path(a.data), dev=Path(a.dev), test=Path(a.test), lang=Path(a.lang),
+                  out=Path(a.out), ali=Path(a.ali) if a.ali else None, gmm=Path(a.gmm) if a.gmm else None,
+                  lmwt=lmwt(a.sweep), ctc_lmwt=lmwt(a.ctc_sweep), nj=a.nj,
+                  base=_load_section(None, "", a.set))
+    run_ablation(setup, a.rows, a.table, [n for n in (a.only or "").split(",") if n], a.title)
+
+
+def cmd_vote(a: argparse.Namespace) -> None:
+    from asr.decode.vote import vote_decode_dirs
+
+    vote_decode_dirs(a.decode_dirs, a.data, a.dir)
+
+
 def cmd_decode(a: argparse.Namespace) -> None:
     from asr.decode.run import decode_data_dir
 
@@ -198,7 +230,8 @@ def cmd_decode(a: argparse.Namespace) -> None:
         # The model's defaults, then the config's [decode] section, then flags: always applied.
         base = _decoder_config(a.model, a)
         grid = _sweep_grid(a, base) or [base]
-        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj, grammar=_grammar(a))
+        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj, grammar=_grammar(a),
+                        mc_samples=a.mc_dropout)
         return
     if a.nbest > 1 and a.format == "ctm":
         raise AsrError("--nbest prints word sequences (text or json), not CTM")
@@ -214,7 +247,7 @@ def cmd_decode(a: argparse.Namespace) -> None:
         vad_cfg = VadConfig.from_dict(_load_section(a.config, "vad", []))
     results = iter_decode_files(a.model, paths, _decoder_config(a.model, a), nj=a.nj, device=a.device,
                                 scp_entries=bool(a.scp), nbest=a.nbest, vad=a.vad, vad_cfg=vad_cfg,
-                                grammar=_grammar(a))
+                                grammar=_grammar(a), mc_samples=a.mc_dropout)
     for key, (_, hyp) in zip(keys, results):
         if a.nbest > 1:
             line = format_nbest(key, hyp.nbest, a.format)
@@ -678,19 +711,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--section", default="ctc", help="config section with the options (default ctc)")
     config_opts(sp)
 
-    sp = add("nnet-search", cmd_nnet_search, "hyper-parameter search for the DNN, scored on a dev set",
+    sp = add("nnet-search", cmd_nnet_search,
+             "hyper-parameter search (grid, random, TPE or GP) for the DNN or CTC model, scored on a dev set",
              "asr nnet-search --data data/fsdd/train_fbank --ali exp/fsdd/tri1/ali --gmm exp/fsdd/tri1 "
-             "--dev data/fsdd/dev_fbank --out exp/fsdd/dnn_search --space num_layers=2,4 --space hidden_dim=256,512")
+             "--lang data/fsdd/lang --dev data/fsdd/dev_fbank --out exp/fsdd/dnn_search --sampler tpe --trials 12 "
+             "--space learning_rate=log:1e-4:1e-2 --space hidden_dim=256,512 --space dropout=uniform:0:0.3")
+    sp.add_argument("--kind", choices=["dnn", "ctc"], default="dnn", help="what each trial trains")
     sp.add_argument("--data", required=True)
-    sp.add_argument("--ali", required=True)
-    sp.add_argument("--gmm", required=True)
+    sp.add_argument("--ali", help="alignment dir (dnn)")
+    sp.add_argument("--gmm", help="the GMM the alignment came from; its graph decodes every trial (dnn)")
+    sp.add_argument("--lang", required=True, help="lang dir: the lexicon and G.arpa of the trials' graphs")
     sp.add_argument("--dev", required=True, help="dev data dir with text (never the test set)")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--space", action="append", default=[], metavar="NAME=V1,V2", help="values to try for an option")
-    sp.add_argument("--random", type=_number(int, lambda v: v >= 0, "an integer >= 0"), default=0, help="try this many random combinations instead of the grid")
+    sp.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
+                    help="NAME=V1,V2,... (choices) or NAME=log:LO:HI | uniform:LO:HI | int:LO:HI (ranges)")
+    sp.add_argument("--sampler", choices=["grid", "random", "tpe", "gp"],
+                    help="grid (choices only; the default), random, tpe (Bayesian, Parzen estimators) or gp "
+                         "(Bayesian, Gaussian process)")
+    sp.add_argument("--trials", type=_number(int, lambda v: v >= 0, "an integer >= 0"), default=0,
+                    help="trials in all (random, tpe, gp); a rerun resumes up to this many")
+    sp.add_argument("--random", type=_number(int, lambda v: v >= 0, "an integer >= 0"), default=0,
+                    help="shorthand for --sampler random --trials N")
+    sp.add_argument("--sweep", default="7:17", metavar="MIN:MAX[:STEP]", help="dev LMWT grid (ctc: e.g. 0.25:2:0.25)")
+    sp.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     sp.add_argument("--device", type=device_name)
     sp.add_argument("--nj", type=positive_int, default=1)
-    sp.add_argument("--section", default="dnn")
+    sp.add_argument("--section", help="config section of the base options (default: the kind, dnn or ctc)")
     config_opts(sp)
 
     sp = add("mkgraph", cmd_mkgraph, "compile the decoding graph into a model dir",
@@ -716,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("decode", cmd_decode, "decode audio files or a data dir",
              "asr decode exp/mono a.wav b.wav   |   asr decode exp/mono --data data/test --dir exp/mono/decode_test")
-    sp.add_argument("model", help="model dir; DNN dirs joined by commas (A,B) decode as an ensemble")
+    sp.add_argument("model", help="model dir; DNN (or CTC) dirs joined by commas (A,B) decode as an ensemble")
     sp.add_argument("files", nargs="*", help="audio files (wav, flac, AN4 .raw)")
     sp.add_argument("--scp", help="Kaldi wav.scp to decode")
     sp.add_argument("--out", help="write Kaldi text (with --scp) or transcripts here instead of stdout")
@@ -746,8 +792,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--vad", choices=["trim", "segment"],
                     help="energy VAD first ([vad] section): trim the silence around the speech, or decode each "
                          "speech segment alone (files over a minute are cut at pauses anyway)")
+    sp.add_argument("--mc-dropout", type=positive_int, default=0, metavar="N",
+                    help="Monte-Carlo dropout: average the posteriors of N dropout draws (hybrid networks)")
     sp.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda (network models)")
     config_opts(sp)
+
+    sp = add("ablation", cmd_ablation, "train, decode and table one network variant per row of an ablation file",
+             "asr ablation recipes/fsdd/ablation.toml --config recipes/fsdd/conf.toml --data data/fsdd/train_fbank "
+             "--ali exp/fsdd/tri1/ali --gmm exp/fsdd/tri1 --lang data/fsdd/lang --dev data/fsdd/dev_fbank "
+             "--test data/fsdd/test_fbank --out exp/fsdd/ablation --table recipes/fsdd/ABLATION.md")
+    sp.add_argument("rows", help="TOML file of [base] options and [[row]] variants (see asr.nnet.ablation)")
+    sp.add_argument("--data", required=True, help="training data dir")
+    sp.add_argument("--ali", help="alignment dir (hybrid rows)")
+    sp.add_argument("--gmm", help="the GMM of the alignment (hybrid rows)")
+    sp.add_argument("--lang", required=True, help="lang dir (graphs)")
+    sp.add_argument("--dev", required=True, help="dev data dir: every choice is made here")
+    sp.add_argument("--test", required=True, help="test data dir: decoded once per row with dev's setting")
+    sp.add_argument("--out", required=True, help="exp dir of the rows")
+    sp.add_argument("--table", help="write the Markdown table here")
+    sp.add_argument("--title", default="", help="the table's heading")
+    sp.add_argument("--only", help="comma-separated row names to run (the table shows every finished row)")
+    sp.add_argument("--sweep", default="7:17", metavar="MIN:MAX[:STEP]", help="dev LMWT grid of hybrid rows")
+    sp.add_argument("--ctc-sweep", default="0.25:2:0.25", metavar="MIN:MAX[:STEP]", help="dev LMWT grid of CTC rows")
+    sp.add_argument("--nj", type=positive_int, default=1)
+    config_opts(sp)
+
+    sp = add("vote", cmd_vote, "majority vote (ROVER) over several systems' decodes of one data dir",
+             "asr vote exp/an4/dnn/decode_test exp/an4/tdnn/decode_test exp/an4/ctc/decode_test "
+             "--data data/an4/test --dir exp/an4/vote/decode_test")
+    sp.add_argument("decode_dirs", nargs="+", help="decode dirs with hyp.txt, best system (on dev) first")
+    sp.add_argument("--data", help="the data dir decoded (scored when it has text)")
+    sp.add_argument("--dir", required=True, help="output decode dir")
 
     sp = add("lmrescore", cmd_lmrescore, "rescore a decode dir's lattices with a bigger LM (Kaldi's lmrescore.sh)",
              "asr lmrescore exp/ls/tri1 --old-lm data/lang/G.arpa --new-lm data/local/lm_big.arpa "

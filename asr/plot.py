@@ -128,6 +128,29 @@ def plot_training(model_dir: str | Path, out: str | Path) -> Path:
     return _save(fig, out)
 
 
+def plot_training_curves(model_dirs: dict[str, Path], out: str | Path, title: str = "") -> Path:
+    """Several networks' training curves overlaid (label -> model dir with train_log.json):
+    training and held-out loss per epoch (rejected epochs shown as they were measured)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=FIG_SIZE)
+    for k, (label, d) in enumerate(model_dirs.items()):
+        path = Path(d) / "train_log.json"
+        if not path.exists():
+            raise AsrError(f"{d}: no train_log.json (not a trained model dir)")
+        rows = read_json(path)
+        ep = [r["epoch"] for r in rows]
+        axes[0].plot(ep, [r["train_loss"] for r in rows], "o-", color=f"C{k}", label=label)
+        axes[1].plot(ep, [r["cv_loss"] for r in rows], "o-", color=f"C{k}", label=label)
+    for ax, name in zip(axes, ("training loss", "held-out loss")):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
+
+
 def _plot_em(plt, model_dir, rows: list[dict], out: str | Path) -> Path:
     it = [r["iter"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=FIG_SIZE)

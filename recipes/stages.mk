@@ -51,7 +51,7 @@ MIRROR_OPT := $(if $(MIRROR),--mirror $(MIRROR))
 
 # Stage markers are never intermediate: a rerun must not redo a seed copy's graph.
 .SECONDARY:
-.PHONY: all data lang features mono tri1 tri2 tri3 nnet dnn ctc graph decode results clean 1 2 3 4 5 6 7 8 9
+.PHONY: all data lang features mono tri1 tri2 tri3 nnet dnn ctc graph decode results clean ablation 1 2 3 4 5 6 7 8 9
 all: results
 
 PREPARE_CMD ?= $(ASR) prepare $(CORPUS) --out $(DATA) --work-dir $(DATA)/local $(MIRROR_OPT)
@@ -260,6 +260,19 @@ $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
 9 results: $(ALL_SYSTEMS:%=$(EXP)/%/.done.decode)
 	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md \
 	  $(RESULTS_LABELS)
+
+# The textbook ablation: one network per row of ablation.toml (activations, initialisations,
+# optimisers, batch norm, dropout, weight decay, pretraining, architectures, curriculum,
+# ensembles, a TPE search), the same data and DNN_GMM alignment, decoded on dev (the grid)
+# and on test once with dev's choice, tabled in ABLATION.md. Rows resume; ABLATION_ONLY=a,b
+# runs only those.
+ABLATION_ROWS ?= $(CURDIR)/ablation.toml
+ABLATION_DEV  ?= dev
+ablation: $(EXP)/$(DNN_GMM)/.done.graph $(DNN_DEPS) $(DATA)/.done.fbank
+	$(ASR) ablation $(ABLATION_ROWS) --config $(CONF) --data $(DATA)/$(DNN_TRAIN)_fbank --ali $(DNN_ALI) \
+	  --gmm $(EXP)/$(DNN_GMM) --lang $(DATA)/lang --dev $(DATA)/$(ABLATION_DEV)_fbank --test $(DATA)/test_fbank \
+	  --out $(EXP)/ablation --table $(CURDIR)/ABLATION.md --title "Ablation: $(CORPUS)" \
+	  $(if $(ABLATION_ONLY),--only $(ABLATION_ONLY)) --nj $(NJ)
 
 clean:
 	rm -rf $(DATA) $(EXP)

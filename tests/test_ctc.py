@@ -17,6 +17,7 @@ from asr.lang.arpa import LmAutomaton
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
+from asr.nnet.optim import Optimizer
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig, stack_frames
 from asr.nnet.ctc_train import CtcTrainConfig, Utterances, build_utterances, run_epoch, spec_augment
 from asr.nnet.tokens import BLANK, WORD_SEP, TokenSet
@@ -148,7 +149,7 @@ def test_tiny_model_overfits_synthetic_utterances():
                          learning_rate=0.02, batch_frames=400)
     data = build_utterances(feats, targets, sorted(feats), cfg.net.subsample)
     net = CtcNet(cfg.net, 6, 4)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    opt = Optimizer(net, cfg)
     gen = torch.Generator().manual_seed(0)
     for _ in range(60):
         run_epoch(net, data, data.batches(cfg.batch_frames), cfg, opt, gen, "train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from asr.lang.arpa import LmAutomaton
 from asr.nnet.frames import FrameSet, splice, window_indices
 from asr.nnet.model import DnnHmm, Ensemble, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.train import OPTIMIZERS, TrainConfig, make_optimizer, run_epoch, split_speakers
+from asr.nnet.optim import OPTIMIZERS
+from asr.nnet.train import TrainConfig, make_optimizer, run_epoch, split_speakers
 from asr.utils import AsrError
 
 
@@ -46,7 +48,7 @@ def test_tdnn_dilations_cover_the_context_exactly():
     assert NetConfig(kind="tdnn", num_layers=2, context=4, tdnn_dilations=[1, 3]).dilations() == [1, 3]
     with pytest.raises(AsrError, match="summing"):
         NetConfig(kind="tdnn", num_layers=2, context=4, tdnn_dilations=[1, 1]).dilations()
-    for bad in ({"kind": "rnn"}, {"activation": "swish"}, {"init": "orthogonal"}, {"num_layers": 0}):
+    for bad in ({"kind": "transformer"}, {"kind": "rnn", "cell": "lstmp"}, {"activation": "swish"}, {"init": "orthogonal"}, {"num_layers": 0}):
         with pytest.raises(AsrError):
             NetConfig(**bad)
 
@@ -121,7 +123,7 @@ def test_tiny_dnn_learns_separable_frames():
     frames = FrameSet.build(feats, targets, sorted(feats))
     cfg = TrainConfig(net=NetConfig(num_layers=2, hidden_dim=32, context=0), learning_rate=3e-3, batch_size=32)
     net = AcousticNet(cfg.net, 6, 4)
-    opt = make_optimizer(net.parameters(), cfg)
+    opt = make_optimizer(net, cfg)
     for _ in range(5):
         run_epoch(net, frames, torch.randperm(len(frames)), cfg, opt, "test")
     loss, acc = run_epoch(net, frames, None, cfg, None, "eval")
@@ -149,7 +151,7 @@ def _one_step(net_cfg: NetConfig, optimizer: str) -> None:
                       weight_decay=1e-4, batch_size=len(frames))
     net = AcousticNet(net_cfg, 6, 4)
     before = [p.detach().clone() for p in net.parameters()]
-    loss, _ = run_epoch(net, frames, torch.arange(len(frames)), cfg, make_optimizer(net.parameters(), cfg), "step")
+    loss, _ = run_epoch(net, frames, torch.arange(len(frames)), cfg, make_optimizer(net, cfg), "step")
     assert np.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
@@ -228,43 +230,72 @@ def test_search_space_parsing_and_trials():
         parse_space(["hidden_dim"])
 
 
-def test_search_keeps_the_best_dev_trial_and_resumes(tmp_path, monkeypatch):
-    """Training and decoding replaced by fakes: the search logic picks the lowest dev WER."""
+def _fake_search(tmp_path, monkeypatch, errors_of):
+    """The search with training and decoding replaced by fakes (dev errors = errors_of(values))."""
     import asr.nnet.search as search_mod
     from asr.score import ErrorCounts
 
     gmm = tmp_path / "gmm"
-    gmm.mkdir()
+    gmm.mkdir(exist_ok=True)
     (gmm / "graph.npz").write_bytes(b"graph")
     calls = []
 
     class FakeModel:
         def __init__(self, cfg):
             self.decoder = DecoderConfig()
+            self.cfg = cfg
             self.info = {"best_cv_loss": 1.0 / cfg.net.hidden_dim, "epochs": 3, "train_seconds": 1.0,
                          "parameters": cfg.net.hidden_dim}
 
     def fake_train(data, ali, gmm_dir, out, cfg):
-        calls.append(cfg.net.hidden_dim)
+        calls.append(cfg)
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.json").write_text("{}")
         return FakeModel(cfg)
 
     def fake_decode(model_dir, dev, out, grid, nj):
-        errors = {64: 9, 128: 3, 256: 5}[calls[-1]]
-        return ErrorCounts(ref_words=100, ins=0, dels=0, subs=errors, sentences=10, sentence_errors=errors)
+        e = errors_of(calls[-1])
+        return ErrorCounts(ref_words=100, ins=0, dels=0, subs=e, sentences=10, sentence_errors=min(e, 10))
 
     monkeypatch.setattr(search_mod, "train_dnn", fake_train)
     monkeypatch.setattr(search_mod, "decode_data_dir", fake_decode)
+    monkeypatch.setattr(search_mod, "make_graph", lambda model_dir, lang, opts, reuse: None)
+    return search_mod, gmm, calls
+
+
+def test_grid_search_keeps_the_best_dev_trial_and_resumes(tmp_path, monkeypatch):
+    search_mod, gmm, calls = _fake_search(tmp_path, monkeypatch, lambda cfg: {64: 9, 128: 3, 256: 5}[cfg.net.hidden_dim])
     space = {"hidden_dim": [64, 128, 256]}
-    best = search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s")
+    best = search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s", lang_dir="lang")
     assert best["values"] == {"hidden_dim": 128} and best["dev_wer"] == pytest.approx(3.0)
+    assert sorted(c.net.hidden_dim for c in calls) == [64, 128, 256]
     assert (tmp_path / "s" / "best" / "model.json").exists()
     table = (tmp_path / "s" / "search.md").read_text()
-    assert "| 1 **best** | 128 | 3.00 |" in table and table.count("\n| ") == 4
+    assert "**best** | 128 | 3.00 |" in table and table.count("\n| ") == 4
     calls.clear()
-    search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s")
+    search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s", lang_dir="lang")
     assert calls == []  # every trial was already done
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_range_search_draws_log_uniform_values_and_finds_the_valley(tmp_path, monkeypatch, sampler):
+    # dev errors fall as the learning rate nears 1e-3 (a valley in log space)
+    errors = lambda cfg: int(round(10 * abs(math.log10(cfg.learning_rate) + 3)))  # noqa: E731
+    search_mod, gmm, calls = _fake_search(tmp_path, monkeypatch, errors)
+    space = search_mod.parse_space(["learning_rate=log:1e-5:1e-1", "hidden_dim=64,128"])
+    assert space["learning_rate"] == search_mod.Range("log", 1e-5, 1e-1)
+    best = search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s", lang_dir="lang", sampler=sampler,
+                             num_trials=14)
+    lrs = [c.learning_rate for c in calls]
+    assert len(calls) == 14 and all(1e-5 <= lr <= 1e-1 for lr in lrs)
+    assert sum(lr < 1e-3 for lr in lrs) >= 3  # log-uniform: small rates drawn as often as large ones
+    assert abs(math.log10(best["values"]["learning_rate"]) + 3) < 0.5
+    calls.clear()
+    search_mod.search({"max_epochs": 1}, space, "d", "a", gmm, "dev", tmp_path / "s", lang_dir="lang", sampler=sampler,
+                      num_trials=16)
+    assert len(calls) == 2  # resumed: only the two new trials run
+    with pytest.raises(AsrError, match="grid"):
+        search_mod.search({}, space, "d", "a", gmm, "dev", tmp_path / "g", lang_dir="lang", sampler="grid")
 
 
 def test_held_out_split_by_utterance():

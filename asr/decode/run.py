@@ -186,7 +186,7 @@ def decode_scores(dec: Decoder, scores: dict[str, np.ndarray], nj: int = 1,
 
 def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfig | None = None, nj: int = 1,
                       device: str = "cpu", scp_entries: bool = False, nbest: int = 1, vad: str | None = None,
-                      vad_cfg: VadConfig | None = None, grammar: Grammar | None = None):
+                      vad_cfg: VadConfig | None = None, grammar: Grammar | None = None, mc_samples: int = 0):
     """Transcribe audio files (any rate, any channel count), yielding ``(path, Hypothesis)`` in
     input order as each is done (with ``nj`` > 1 after all are scored, decoded in parallel).
     With ``scp_entries`` the paths are wav.scp values (see :func:`features_for_files`).
@@ -195,10 +195,11 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
     adds each file's n best word sequences from its lattice. ``vad`` ("trim" or "segment")
     first finds the speech (:mod:`asr.vad`): the silence around it is cut off, or each speech
     segment is decoded on its own and the words joined on the file's clock. ``grammar``
-    replaces the model dir's graph."""
+    replaces the model dir's graph. ``mc_samples`` > 0: Monte-Carlo dropout scoring."""
     if vad not in (None, "trim", "segment"):
         raise AsrError(f"--vad must be trim or segment, got {vad!r}")
     model = load_model(model_dir, device)
+    set_mc_dropout(model, mc_samples, model_dir)
     graph = load_graph(model_dir, model, grammar)
     cfg = cfg or model.decoder
     bar = tqdm(total=len(paths), desc="decode", unit="file", leave=False, disable=None if len(paths) > 1 else True)
@@ -227,6 +228,21 @@ def iter_decode_files(model_dir: str | Path, paths: list[str], cfg: DecoderConfi
             bar.update(1)
             yield p, _to_hyp(res[p], model, acs, pen, nbest)
     bar.close()
+
+
+def set_mc_dropout(model, samples: int, model_dir: str | Path) -> None:
+    """Monte-Carlo dropout: ``samples`` dropout draws per utterance, averaged (0: off). The
+    draws are seeded, so a decode is reproducible."""
+    if samples <= 0:
+        return
+    if not hasattr(model, "mc_samples"):
+        raise AsrError(f"{model_dir}: Monte-Carlo dropout needs a hybrid network (DNN) model")
+    import torch  # only networks get here: GMM decoding stays torch-free
+    nets = [m.net for m in getattr(model, "members", [model])]
+    if not any(isinstance(m, torch.nn.Dropout) or getattr(m, "dropout", 0) for n in nets for m in n.modules()):
+        raise AsrError(f"{model_dir}: the network has no dropout to sample (trained with dropout = 0)")
+    torch.manual_seed(0)
+    model.mc_samples = samples
 
 
 def adapted_features(model, dec: Decoder, feats: dict[str, np.ndarray], utt2spk: dict[str, str],
@@ -346,7 +362,7 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
 
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                     grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
-                    nj: int = 1, grammar: Grammar | None = None) -> ErrorCounts | None:
+                    nj: int = 1, grammar: Grammar | None = None, mc_samples: int = 0) -> ErrorCounts | None:
     """Decode a data dir into ``out_dir``: lat.gz (lattices), hyp.txt, ctm, and wer.txt when it
     has a text file.
 
@@ -357,9 +373,11 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         grid: configs to try; the best WER among them is reported (Kaldi best_wer).
         tune_on: a decode dir already scored with a grid; its best config is used alone.
         grammar: decode with a word list's loop or another LM instead of the model dir's graph.
+        mc_samples: > 0: score with Monte-Carlo dropout, averaging this many dropout draws.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     model = load_model(model_dir)
+    set_mc_dropout(model, mc_samples, model_dir)
     graph = load_graph(model_dir, model, grammar)
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
@@ -388,7 +406,8 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
             "audio_seconds": round(audio_seconds, 2), "score_seconds": round(t_scores, 2),
             "search_seconds": round(t_search, 2), "nj": nj, "rtf": round(t_search / max(audio_seconds, 1e-9), 4),
             "search_config": search_cfg.to_dict(),
-            **({"grammar": {"words": grammar.words, "lm": grammar.lm}} if grammar else {})}
+            **({"grammar": {"words": grammar.words, "lm": grammar.lm}} if grammar else {}),
+            **({"mc_dropout_samples": mc_samples} if mc_samples else {})}
     return score_lattices(model, data_dir, out_dir, {u: r.lattice for u, r in first.items()}, cfgs, info, tune_on, t0)
 
 

@@ -1,7 +1,10 @@
-"""The CTC acoustic network: frame stacking, a (Bi)LSTM stack, a softmax over tokens + blank.
+"""The CTC acoustic network: frame stacking, a recurrent stack, a softmax over tokens + blank.
 
-    (N, T, D) fbank --stack `subsample` frames--> (N, T/s, s*D) --LSTM x L--> (N, T/s, H or 2H)
+    (N, T, D) fbank --stack `subsample` frames--> (N, T/s, s*D) --RNN x L--> (N, T/s, H or 2H)
         --[dropout]--> linear --> (N, T/s, V) log-probabilities (V = tokens incl. blank 0)
+
+The recurrent layers (:mod:`asr.nnet.recurrent`) are LSTM by default, or Elman, IRNN or GRU
+(``cell``), with per-step or variational (per-sequence) dropout masks.
 
 Stacking s neighbouring frames (EESEN / Deep Speech 2) shortens the sequences the LSTM
 runs over by s, which is most of the speed on a CPU, and CTC is happy with 30 ms frames.
@@ -12,11 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from asr.nnet.recurrent import CELLS, RecurrentStack
 from asr.utils import AsrError, Config
+
+# Model dirs written before the layers were split: one multi-layer nn.LSTM named "lstm".
+_OLD_LSTM_KEY = re.compile(r"^lstm\.(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
 
 @dataclass
@@ -28,9 +36,15 @@ class CtcNetConfig(Config):
     bidirectional: bool = True
     subsample: int = 3  # frames stacked into one LSTM step
     projection: int = 0  # LSTM projection size (LSTMP); 0 = none
-    dropout: float = 0.2  # between LSTM layers and before the output layer
+    dropout: float = 0.2  # drop probability between recurrent layers and before the output layer
+    cell: str = "lstm"  # elman | irnn | gru | lstm
+    variational_dropout: bool = False  # one dropout mask per sequence, shared over time
 
     def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise AsrError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.projection and self.cell != "lstm":
+            raise AsrError("projection is only defined for LSTM cells")
         if self.num_layers < 1 or self.hidden_dim < 1 or self.subsample < 1:
             raise AsrError("num_layers, hidden_dim and subsample must be >= 1")
         if not 0 <= self.projection < self.hidden_dim:
@@ -57,30 +71,22 @@ class CtcNet(nn.Module):
     def __init__(self, cfg: CtcNetConfig, input_dim: int, num_tokens: int):
         super().__init__()
         self.cfg, self.input_dim, self.num_tokens = cfg, input_dim, num_tokens
-        self.lstm = nn.LSTM(input_dim * cfg.subsample, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True,
-                            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                            proj_size=cfg.projection)
-        out_dim = (cfg.projection or cfg.hidden_dim) * (2 if cfg.bidirectional else 1)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.output = nn.Linear(out_dim, num_tokens)
-        self.reset_forget_gate_bias()
+        self.rnn = RecurrentStack(input_dim * cfg.subsample, cfg.hidden_dim, cfg.num_layers, cfg.cell,
+                                  cfg.bidirectional, cfg.dropout, cfg.variational_dropout, cfg.projection)
+        self.output = nn.Linear(self.rnn.out_dim, num_tokens)
+        self._register_load_state_dict_pre_hook(self._rename_old_keys)
 
-    def reset_forget_gate_bias(self, value: float = 1.0) -> None:
-        """torch's gate order is (input, forget, cell, output) and the bias is b_ih + b_hh:
-        set the forget quarter of b_ih to ``value`` and of b_hh to 0."""
-        H = self.cfg.hidden_dim
-        with torch.no_grad():
-            for name, p in self.lstm.named_parameters():
-                if name.startswith("bias_ih"):
-                    p[H:2 * H].fill_(value)
-                elif name.startswith("bias_hh"):
-                    p[H:2 * H].zero_()
+    @staticmethod
+    def _rename_old_keys(state_dict, prefix, *args) -> None:
+        for key in list(state_dict):
+            m = _OLD_LSTM_KEY.match(key[len(prefix):])
+            if key.startswith(prefix) and m:
+                name, layer, rev = m.groups()
+                state_dict[f"{prefix}rnn.layers.{layer}.{name}_l0{rev or ''}"] = state_dict.pop(key)
 
     def forget_gate_bias(self) -> list[torch.Tensor]:
         """Effective forget-gate bias (b_ih + b_hh) of every layer and direction."""
-        H = self.cfg.hidden_dim
-        p = dict(self.lstm.named_parameters())
-        return [p[n][H:2 * H] + p[n.replace("bias_ih", "bias_hh")][H:2 * H] for n in p if n.startswith("bias_ih")]
+        return self.rnn.forget_gate_bias()
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of a padded batch.
@@ -93,7 +99,8 @@ class CtcNet(nn.Module):
         if x.shape[-1] != self.input_dim:
             raise AsrError(f"features have dimension {x.shape[-1]}, the network expects {self.input_dim}")
         x, lengths = stack_frames(x, lengths, self.cfg.subsample)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.lstm(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
-        return torch.log_softmax(self.output(self.dropout(h)).float(), dim=-1), lengths
+        h = self.rnn(x, lengths)
+        logits = self.output(self.rnn.drop(h))
+        if logits.dtype in (torch.bfloat16, torch.float16):  # autocast: the softmax in float32
+            logits = logits.float()
+        return torch.log_softmax(logits, dim=-1), lengths

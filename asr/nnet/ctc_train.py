@@ -31,6 +31,8 @@ from asr.features import (FeaturePipeline, apply_cmvn, compute_features, load_fe
 from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
+from asr.nnet.frames import Utterances
+from asr.nnet.optim import Optimizer, check_optimizer_options
 from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import split_speakers
@@ -47,9 +49,15 @@ class CtcTrainConfig(Config):
 
     net: CtcNetConfig = field(default_factory=CtcNetConfig)
     tokens: str = "phone"  # phone | char
-    optimizer: str = "adam"  # adam | adadelta
-    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # sgd | momentum | adadelta | adam (see asr.nnet.optim)
+    learning_rate: float = 0.0  # 0: the optimiser's default (adam 1e-3, adadelta 1.0, ...)
+    momentum: float = 0.9
+    adadelta_rho: float = 0.95
+    adadelta_eps: float = 1e-6
+    halve_adadelta: bool = False
     weight_decay: float = 0.0
+    weight_decay_mode: str = "l2"  # l2 | decoupled
+    decay_all: bool = False
     grad_clip: float = 5.0  # max gradient norm
     batch_frames: int = 12000  # padded input frames per batch
     max_epochs: int = 30
@@ -86,8 +94,7 @@ class CtcTrainConfig(Config):
             self.net = CtcNetConfig.from_dict(self.net)
         if self.tokens not in KINDS:
             raise AsrError(f"tokens must be one of {', '.join(KINDS)}, got {self.tokens!r}")
-        if self.optimizer not in ("adam", "adadelta"):
-            raise AsrError(f"optimizer must be adam or adadelta, got {self.optimizer!r}")
+        check_optimizer_options(self)
         if any(f <= 0 for f in self.speed_perturb):
             raise AsrError("speed_perturb factors must be positive")
 
@@ -115,36 +122,6 @@ def speed_perturbed(data: DataDir, utts: list[str], factor: float, feature_cfg, 
         f = apply_cmvn(raw[u], stats[data.utt2spk[u]], pipeline.norm_vars) if stats else raw[u]
         out[perturbed_id(factor, u)] = transform(f, pipeline, cmvn_done=bool(stats)).astype(np.float32)
     return out
-
-
-@dataclass
-class Utterances:
-    """Features and token targets of a set of utterances, ordered by length."""
-
-    keys: list[str]
-    feats: list[torch.Tensor]  # (T, D) each
-    targets: list[torch.Tensor]  # (L,) each
-
-    def batches(self, batch_frames: int) -> list[list[int]]:
-        """Consecutive (similar-length) utterances, at most ``batch_frames`` padded frames each."""
-        out, cur, longest = [], [], 0
-        for i, f in enumerate(self.feats):
-            longest2 = max(longest, len(f))
-            if cur and longest2 * (len(cur) + 1) > batch_frames:
-                out.append(cur)
-                cur, longest2 = [], len(f)
-            cur.append(i)
-            longest = longest2
-        if cur:
-            out.append(cur)
-        return out
-
-    def collate(self, idx: list[int], device: torch.device):
-        feats = [self.feats[i] for i in idx]
-        x = nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-        lengths = torch.tensor([len(f) for f in feats])
-        tgt = [self.targets[i] for i in idx]
-        return x, lengths, torch.cat(tgt), torch.tensor([len(t) for t in tgt])
 
 
 def build_utterances(feats: dict[str, np.ndarray], targets: dict[str, list[int]], keys: list[str],
@@ -216,10 +193,7 @@ def run_epoch(net: CtcNet, data: Utterances, batches: list[list[int]], cfg: CtcT
             # CTCLoss wants (T, N, V); on CPU the targets stay on CPU.
             loss = loss_fn(logp.float().transpose(0, 1), tgt.to(device), out_len.to(device), tgt_len.to(device))
         if train:
-            opt.zero_grad(set_to_none=True)
-            (loss / len(idx)).backward()
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
+            opt.step(loss / len(idx))
         else:
             best = logp.argmax(-1).cpu()
             for n, i in enumerate(idx):
@@ -267,9 +241,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         raise AsrError(f"{data_dir}: no utterance is long enough to train on")
     input_dim = train_set.feats[0].shape[1]
     net = CtcNet(cfg.net, input_dim, len(tokens)).to(device)
-    opt = (torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-           if cfg.optimizer == "adam" else
-           torch.optim.Adadelta(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay))
+    opt = Optimizer(net, cfg)
     train_frames = sum(len(f) for f in train_set.feats)
     log.info("ctc: %d x %d %sLSTM, stack %d, %d %s tokens, %d parameters; %d train utts (%d frames), %d held-out",
              cfg.net.num_layers, cfg.net.hidden_dim, "Bi" if cfg.net.bidirectional else "", s, len(tokens),
@@ -288,8 +260,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     while not done and schedule.epoch < cfg.max_epochs:
         epoch = schedule.epoch + 1
         gen = epoch_generator(cfg.seed, epoch)
-        for g in opt.param_groups:
-            g["lr"] = schedule.lr
+        opt.set_lr(schedule.lr)
         order = (batches if cfg.sortagrad and epoch == 1
                  else [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()])
         t0 = time.time()

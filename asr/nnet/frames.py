@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from asr.utils import AsrError
 
@@ -86,3 +87,46 @@ class FrameSet:
         """(B, (2k+1)D) inputs and (B,) targets of the frames ``frames``."""
         idx = window_indices(frames, self.utt_start[frames], self.utt_end[frames], context)
         return self.feats[idx].reshape(len(frames), -1), self.targets[frames]
+
+
+@dataclass
+class Utterances:
+    """Whole utterances for sequence training (CTC, the recurrent hybrid), ordered by length.
+
+    ``targets`` are token sequences (CTC) or per-frame pdf ids (the hybrid, same length as
+    the features).
+    """
+
+    keys: list[str]
+    feats: list[torch.Tensor]  # (T, D) each
+    targets: list[torch.Tensor]  # (L,) each
+
+    def batches(self, batch_frames: int, min_size: int = 1) -> list[list[int]]:
+        """Consecutive (similar-length) utterances, at most ``batch_frames`` padded frames each
+        (a batch with fewer than ``min_size`` utterances, such as the last, joins the one before)."""
+        out, cur, longest = [], [], 0
+        for i, f in enumerate(self.feats):
+            longest2 = max(longest, len(f))
+            if cur and longest2 * (len(cur) + 1) > batch_frames:
+                out.append(cur)
+                cur, longest2 = [], len(f)
+            cur.append(i)
+            longest = longest2
+        if cur:
+            out.append(cur)
+        merged: list[list[int]] = []
+        for b in out:
+            if merged and len(merged[-1]) < min_size:
+                merged[-1] = merged[-1] + b
+            else:
+                merged.append(b)
+        if len(merged) > 1 and len(merged[-1]) < min_size:
+            merged[-2] += merged.pop()
+        return merged
+
+    def collate(self, idx: list[int], device: torch.device):
+        feats = [self.feats[i] for i in idx]
+        x = nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        lengths = torch.tensor([len(f) for f in feats])
+        tgt = [self.targets[i] for i in idx]
+        return x, lengths, torch.cat(tgt), torch.tensor([len(t) for t in tgt])

@@ -32,10 +32,18 @@ from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import splice
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.network import AcousticNet, NetConfig
+from asr.nnet.recurrent import RecurrentAcousticNet
 from asr.utils import AsrError
 
 
 ADAPT_GMM_DIR = "adapt_gmm"  # the SAT GMM of a network on fMLLR features
+
+
+def build_network(cfg: NetConfig, input_dim: int, num_pdfs: int) -> torch.nn.Module:
+    """The hybrid network of ``cfg.kind``: windows (dnn, tdnn, cnn) or whole utterances (rnn)."""
+    if cfg.kind == "rnn":
+        return RecurrentAcousticNet(cfg, input_dim, num_pdfs)
+    return AcousticNet(cfg, input_dim, num_pdfs)
 
 
 def state_log_priors(pdf_counts: np.ndarray, floor: float = 1e-8) -> np.ndarray:
@@ -56,7 +64,7 @@ class DnnHmm:
     lexicon: Lexicon
     trans: TransitionModel
     ctx: object
-    net: AcousticNet
+    net: AcousticNet | RecurrentAcousticNet
     log_priors: np.ndarray
     feature: FeatureConfig
     pipeline: FeaturePipeline
@@ -66,6 +74,7 @@ class DnnHmm:
     info: dict = field(default_factory=dict)
     device: str = "cpu"
     adapt_gmm: object | None = None  # the SAT GMM whose fMLLR transforms the input frames carry
+    mc_samples: int = 0  # > 0: Monte-Carlo dropout, posteriors averaged over this many dropout draws
 
     kind = "dnn"
 
@@ -85,12 +94,32 @@ class DnnHmm:
         return self.adapt_gmm.adapt(feats, frame_pdfs, utt2spk)
 
     def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
-        """(T, num_pdfs) log P(s | x_t) of (T, D) pipeline-transformed features."""
-        self.net.eval()
+        """(T, num_pdfs) log P(s | x_t) of (T, D) pipeline-transformed features.
+
+        With ``mc_samples`` = N > 0 (Monte-Carlo dropout, Gal & Ghahramani 2016) the network
+        runs N times with its dropout active (batch norm stays in inference mode) and the
+        posteriors are averaged in the probability domain.
+        """
         x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
         if x.shape[-1] != self.net.input_dim:
             raise AsrError(f"features have dimension {x.shape[-1]}, the network expects {self.net.input_dim}")
+        if self.mc_samples <= 0:
+            self.net.eval()
+            return self._log_posteriors(x)
+        self.net.eval()
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.Dropout) or hasattr(m, "variational"):
+                m.train()
+        try:
+            draws = torch.stack([self._log_posteriors(x) for _ in range(self.mc_samples)])
+        finally:
+            self.net.eval()
+        return torch.logsumexp(draws, dim=0) - np.log(self.mc_samples)
+
+    def _log_posteriors(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
+            if getattr(self.net, "sequence", False):  # a recurrent hybrid scores the whole utterance
+                return torch.log_softmax(self.net(x[None], torch.tensor([x.shape[0]]))[0].float(), dim=-1).cpu()
             windows = splice(x, self.net.cfg.context)
             out = [torch.log_softmax(self.net(windows[i:i + 4096]).float(), dim=-1)
                    for i in range(0, x.shape[0], 4096)]
@@ -114,8 +143,8 @@ class DnnHmm:
         meta = read_meta(model_dir, cls.kind)
         with np.load(model_dir / "model.npz") as z:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
-        net = read_network(model_dir, AcousticNet(NetConfig.from_dict(meta["net"]), meta["input_dim"],
-                                                  meta["num_pdfs"]), device)
+        net = read_network(model_dir, build_network(NetConfig.from_dict(meta["net"]), meta["input_dim"],
+                                                    meta["num_pdfs"]), device)
         adapt_gmm = None
         if (model_dir / ADAPT_GMM_DIR / "model.json").exists():
             from asr.acoustic import load_model
@@ -126,26 +155,54 @@ class DnnHmm:
 
 
 class Ensemble:
-    """Several hybrid models trained on the same tree: their posteriors are averaged
-    (in the probability domain) before the prior is divided out."""
+    """Several networks decoded as one: their posteriors are averaged (in the probability
+    domain) before the prior is divided out.
 
-    kind = "dnn-ensemble"
+    Members are hybrid models trained on the same tree (seed copies, bagging, a snapshot
+    ensemble, different architectures), or CTC models with the same tokens and frame rate.
+    """
 
-    def __init__(self, members: list[DnnHmm]):
+    def __init__(self, members: list):
         if len(members) < 2:
             raise AsrError("an ensemble needs at least two models")
         first = members[0]
+        if len({m.kind for m in members}) > 1:
+            raise AsrError("ensemble members must all be hybrid networks or all CTC models")
+        self.kind = "ctc" if first.kind == "ctc" else "dnn-ensemble"
         for m in members[1:]:
-            if m.ctx.to_dict() != first.ctx.to_dict() or m.net.num_pdfs != first.net.num_pdfs:
-                raise AsrError("ensemble members must share the tree (trained on the same alignment)")
+            if m.ctx.to_dict() != first.ctx.to_dict():
+                raise AsrError("ensemble members must share the tree (trained on the same alignment) or the tokens")
             if m.feature != first.feature or m.pipeline != first.pipeline:
                 raise AsrError("ensemble members must use the same features")
+            if self.kind == "ctc" and (m.tokens.symbols != first.tokens.symbols or m.subsample != first.subsample):
+                raise AsrError("CTC ensemble members must have the same tokens and frame stacking")
         self.members = members
-        for name in ("phones", "words", "lexicon", "trans", "ctx", "feature", "pipeline", "silence_phone",
-                     "decoder", "log_priors", "prior_scale"):
+        names = ["phones", "words", "lexicon", "trans", "ctx", "feature", "pipeline", "silence_phone", "decoder",
+                 "log_priors", "prior_scale"] + (["tokens", "subsample"] if self.kind == "ctc" else [])
+        for name in names:
             setattr(self, name, getattr(first, name))
+        if self.kind == "ctc":  # CTC members align by CTC's own lattice, over the averaged posteriors
+            from functools import partial
+
+            from asr.nnet.ctc_align import ctc_spans
+
+            self.align_spans = partial(ctc_spans, self)
+
+    @property
+    def mc_samples(self) -> int:
+        return self.members[0].mc_samples if hasattr(self.members[0], "mc_samples") else 0
+
+    @mc_samples.setter
+    def mc_samples(self, n: int) -> None:
+        for m in self.members:
+            m.mc_samples = n
+
+    def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
+        logp = torch.stack([m.log_posteriors(feats) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - np.log(len(self.members))
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
-        logp = torch.stack([m.log_posteriors(feats) for m in self.members])
-        avg = torch.logsumexp(logp, dim=0) - np.log(len(self.members))
-        return avg.numpy().astype(np.float64) - self.prior_scale * self.log_priors
+        lp = self.log_posteriors(feats).numpy().astype(np.float64)
+        if self.log_priors is not None and self.prior_scale:
+            lp = lp - self.prior_scale * self.log_priors
+        return lp

@@ -1,11 +1,28 @@
-"""Acoustic networks of the hybrid system: a feed-forward DNN and a TDNN, over spliced windows.
+"""Acoustic networks of the hybrid system: feed-forward DNN, TDNN and CNN over spliced windows
+(the recurrent hybrid, over whole utterances, is :mod:`asr.nnet.recurrent`).
 
-Both map a window of 2k+1 feature frames, flattened to (B, (2k+1)D), to (B, num_pdfs)
+Each maps a window of 2k+1 feature frames, flattened to (B, (2k+1)D), to (B, num_pdfs)
 logits. The DNN (Kaldi nnet1 style) is ``num_layers`` hidden affine layers. The TDNN
 (Kaldi nnet3's workhorse) is ``num_layers`` 1-D convolutions over time, each seeing
 frames ``dilation`` apart, that shrink the window to the one output frame; evaluated on
 windows it computes exactly what a TDNN over the whole utterance computes at that frame.
-Every hidden layer: affine / conv -> [batch norm] -> activation -> [dropout].
+The CNN (the CNN-HMM hybrid of Abdel-Hamid et al. 2014 / Sainath et al. 2013) sees the
+window as a (time x frequency) map: 2-D convolutions (``cnn_time_kernel`` x
+``cnn_freq_kernels``, no padding) with max-pooling over frequency (``cnn_pool``), then
+``num_layers`` affine layers. Every hidden layer: affine / conv -> [batch norm] ->
+activation -> [dropout].
+
+Activations: sigmoid, tanh, relu, and maxout (Goodfellow et al. 2013: each unit is the max
+of ``maxout_pieces`` affine pieces). ``dropout`` is the *drop* probability p (the books'
+"keep probability" is 1 - p); it is inverted dropout: kept units are scaled by 1 / (1 - p)
+while training, so nothing changes at test time.
+
+Initialisations (weights; biases start at 0):
+- ``lecun``: N(0, 1/n_in);
+- ``xavier``: Glorot & Bengio's uniform U(-a, a), a = sqrt(6 / (n_in + n_out)), the books' form;
+- ``xavier_normal``: N(0, 2 / (n_in + n_out)), the same variance as a normal;
+- ``he``: N(0, 2/n_in) (ReLU nets; the output layer gets xavier_normal);
+- ``default``: torch's own (uniform, scaled by 1/sqrt(n_in)).
 """
 
 from __future__ import annotations
@@ -18,33 +35,54 @@ from torch import nn
 
 from asr.utils import AsrError, Config
 
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
-INITS = ("lecun", "xavier", "he", "default")
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "maxout": None}
+INITS = ("lecun", "xavier", "xavier_normal", "he", "default")
+KINDS = ("dnn", "tdnn", "cnn", "rnn")
 
 
 @dataclass
 class NetConfig(Config):
     """Network shape (recipe ``[dnn]`` section / ``--set``)."""
 
-    kind: str = "dnn"  # "dnn" or "tdnn"
-    num_layers: int = 4
+    kind: str = "dnn"  # dnn | tdnn | cnn | rnn (recurrent hybrid over whole utterances)
+    num_layers: int = 4  # hidden affine / TDNN / recurrent layers (a CNN's after its convolutions)
     hidden_dim: int = 512
-    activation: str = "relu"  # sigmoid | tanh | relu
-    init: str = "he"  # lecun | xavier | he | default (torch's)
+    activation: str = "relu"  # sigmoid | tanh | relu | maxout
+    maxout_pieces: int = 2
+    init: str = "he"  # lecun | xavier (uniform) | xavier_normal | he | default (torch's)
     batch_norm: bool = True
-    dropout: float = 0.0
+    dropout: float = 0.0  # drop probability (inverted dropout)
     context: int = 5  # frames either side
     tdnn_dilations: list[int] = field(default_factory=list)  # per layer; empty = derived from context
+    cnn_channels: list[int] = field(default_factory=lambda: [64, 64])
+    cnn_freq_kernels: list[int] = field(default_factory=lambda: [8, 4])
+    cnn_time_kernel: int = 3
+    cnn_pool: list[int] = field(default_factory=lambda: [3, 1])  # max-pooling over frequency after each conv
+    cell: str = "lstm"  # rnn kind: elman | irnn | gru | lstm
+    bidirectional: bool = True
+    variational_dropout: bool = False  # rnn kind: one dropout mask per sequence, shared over time
 
     def __post_init__(self) -> None:
-        if self.kind not in ("dnn", "tdnn"):
-            raise AsrError(f"network kind must be 'dnn' or 'tdnn', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise AsrError(f"network kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.activation not in ACTIVATIONS:
             raise AsrError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         if self.init not in INITS:
             raise AsrError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.num_layers < 1 or self.hidden_dim < 1 or self.context < 0:
-            raise AsrError("num_layers and hidden_dim must be >= 1 and context >= 0")
+        if self.num_layers < 1 or self.hidden_dim < 1 or self.context < 0 or self.maxout_pieces < 2:
+            raise AsrError("num_layers and hidden_dim must be >= 1, context >= 0 and maxout_pieces >= 2")
+        if not 0 <= self.dropout < 1:
+            raise AsrError(f"dropout is the drop probability, in [0, 1); got {self.dropout}")
+        if self.kind == "cnn" and not (len(self.cnn_channels) == len(self.cnn_freq_kernels) == len(self.cnn_pool) >= 1):
+            raise AsrError("cnn_channels, cnn_freq_kernels and cnn_pool need one entry per convolution")
+        if self.kind == "cnn" and (2 * self.context + 1 - len(self.cnn_channels) * (self.cnn_time_kernel - 1)) < 1:
+            raise AsrError(f"a window of {2 * self.context + 1} frames is too short for "
+                           f"{len(self.cnn_channels)} convolutions of {self.cnn_time_kernel} frames")
+        if self.kind == "rnn":
+            from asr.nnet.recurrent import CELLS
+
+            if self.cell not in CELLS:
+                raise AsrError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
     def dilations(self) -> list[int]:
         """TDNN layer dilations whose kernel-3 receptive fields add up to exactly +-context."""
@@ -67,26 +105,48 @@ class NetConfig(Config):
 def _init_linear(weight: torch.Tensor, bias: torch.Tensor | None, scheme: str, fan_in: int, fan_out: int) -> None:
     if scheme == "default":
         return
-    if scheme == "lecun":
-        std = math.sqrt(1.0 / fan_in)
-    elif scheme == "xavier":
-        std = math.sqrt(2.0 / (fan_in + fan_out))
-    else:  # he
-        std = math.sqrt(2.0 / fan_in)
     with torch.no_grad():
-        weight.normal_(0.0, std)
+        if scheme == "xavier":
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            weight.uniform_(-a, a)
+        else:
+            std = {"lecun": math.sqrt(1.0 / fan_in), "xavier_normal": math.sqrt(2.0 / (fan_in + fan_out)),
+                   "he": math.sqrt(2.0 / fan_in)}[scheme]
+            weight.normal_(0.0, std)
         if bias is not None:
             bias.zero_()
 
 
-class HiddenBlock(nn.Module):
-    """affine (or conv) -> [batch norm] -> activation -> [dropout]."""
+class Maxout(nn.Module):
+    """(B, units * pieces, ...) -> (B, units, ...): the max over each unit's pieces."""
 
-    def __init__(self, layer: nn.Module, dim: int, cfg: NetConfig):
+    def __init__(self, pieces: int):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C = x.shape[:2]
+        return x.view(B, C // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+
+
+def layer_width(cfg: NetConfig) -> int:
+    """Outputs of a hidden affine layer: hidden_dim, times the pieces for maxout."""
+    return cfg.hidden_dim * (cfg.maxout_pieces if cfg.activation == "maxout" else 1)
+
+
+def activation(cfg: NetConfig) -> nn.Module:
+    return Maxout(cfg.maxout_pieces) if cfg.activation == "maxout" else ACTIVATIONS[cfg.activation]()
+
+
+class HiddenBlock(nn.Module):
+    """affine (or conv) -> [batch norm] -> activation -> [dropout]; ``dim`` = the layer's outputs."""
+
+    def __init__(self, layer: nn.Module, dim: int, cfg: NetConfig, act: nn.Module | None = None, norm_2d: bool = False):
         super().__init__()
         self.layer = layer
-        self.norm = nn.BatchNorm1d(dim) if cfg.batch_norm else nn.Identity()
-        self.act = ACTIVATIONS[cfg.activation]()
+        norm = nn.BatchNorm2d if norm_2d else nn.BatchNorm1d
+        self.norm = norm(dim) if cfg.batch_norm else nn.Identity()
+        self.act = act if act is not None else activation(cfg)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,33 +160,64 @@ class AcousticNet(nn.Module):
         super().__init__()
         self.cfg, self.input_dim, self.num_pdfs = cfg, input_dim, num_pdfs
         self.window = 2 * cfg.context + 1
-        blocks = []
-        if cfg.kind == "dnn":
-            fan_in = input_dim * self.window
-            for _ in range(cfg.num_layers):
-                lin = nn.Linear(fan_in, cfg.hidden_dim)
-                _init_linear(lin.weight, lin.bias, cfg.init, fan_in, cfg.hidden_dim)
-                blocks.append(HiddenBlock(lin, cfg.hidden_dim, cfg))
-                fan_in = cfg.hidden_dim
-        else:
+        if cfg.kind not in ("dnn", "tdnn", "cnn"):
+            raise AsrError(f"AcousticNet takes windows (dnn, tdnn, cnn), not kind {cfg.kind!r}")
+        blocks, width = [], layer_width(cfg)
+        self.conv = nn.ModuleList()
+        if cfg.kind == "tdnn":
             channels = input_dim
             for d in cfg.dilations():
                 k = 3 if d > 0 else 1
-                conv = nn.Conv1d(channels, cfg.hidden_dim, kernel_size=k, dilation=max(d, 1))
+                conv = nn.Conv1d(channels, width, kernel_size=k, dilation=max(d, 1))
                 _init_linear(conv.weight, conv.bias, cfg.init, channels * k, cfg.hidden_dim * k)
-                blocks.append(HiddenBlock(conv, cfg.hidden_dim, cfg))
+                blocks.append(HiddenBlock(conv, width, cfg))
                 channels = cfg.hidden_dim
+        else:
+            fan_in = input_dim * self.window
+            if cfg.kind == "cnn":
+                fan_in = self._build_convolutions(cfg, input_dim)
+            for _ in range(cfg.num_layers):
+                lin = nn.Linear(fan_in, width)
+                _init_linear(lin.weight, lin.bias, cfg.init, fan_in, cfg.hidden_dim)
+                blocks.append(HiddenBlock(lin, width, cfg))
+                fan_in = cfg.hidden_dim
         self.hidden = nn.ModuleList(blocks)
         self.output = nn.Linear(cfg.hidden_dim, num_pdfs)
-        _init_linear(self.output.weight, self.output.bias, cfg.init if cfg.init != "he" else "xavier",
+        _init_linear(self.output.weight, self.output.bias, cfg.init if cfg.init != "he" else "xavier_normal",
                      cfg.hidden_dim, num_pdfs)
+
+    def _build_convolutions(self, cfg: NetConfig, input_dim: int) -> int:
+        """The CNN's convolution blocks; returns the flattened size of their output map."""
+        act = nn.ReLU if cfg.activation == "maxout" else ACTIVATIONS[cfg.activation]
+        channels, T, F = 1, self.window, input_dim
+        for c, kf, pool in zip(cfg.cnn_channels, cfg.cnn_freq_kernels, cfg.cnn_pool):
+            kf = min(kf, F)
+            conv = nn.Conv2d(channels, c, kernel_size=(cfg.cnn_time_kernel, kf))
+            _init_linear(conv.weight, conv.bias, cfg.init, channels * cfg.cnn_time_kernel * kf,
+                         c * cfg.cnn_time_kernel * kf)
+            block = HiddenBlock(conv, c, cfg, act=act(), norm_2d=True)
+            block.pool = nn.MaxPool2d((1, pool)) if pool > 1 and (F - kf + 1) >= pool else nn.Identity()
+            self.conv.append(block)
+            T, F = T - cfg.cnn_time_kernel + 1, F - kf + 1
+            F = F // pool if isinstance(block.pool, nn.MaxPool2d) else F
+            channels = c
+        return channels * T * F
 
     @property
     def num_hidden_layers(self) -> int:
         return len(self.hidden)
 
+    sequence = False  # takes windows, not whole utterances
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.kind == "tdnn":
+        if self.cfg.kind == "cnn":
+            x = x.view(x.shape[0], 1, self.window, self.input_dim)  # (B, 1, time, freq)
+            for block in self.conv:
+                x = block.pool(block(x))
+            x = x.flatten(1)
+            for block in self.hidden:
+                x = block(x)
+        elif self.cfg.kind == "tdnn":
             x = x.view(x.shape[0], self.window, self.input_dim).transpose(1, 2)  # (B, D, window)
             for block in self.hidden:
                 x = block(x)

@@ -55,17 +55,20 @@ class Newbob:
     """Learning-rate schedule state; ``state`` is plain data so it goes into a checkpoint."""
 
     def __init__(self, learning_rate: float, min_epochs: int, halving_threshold: float, stop_threshold: float,
-                 max_halvings: int, keep_first: int = 0):
+                 max_halvings: int, keep_first: int = 0, halve: bool = True):
         self.min_epochs, self.halving_threshold, self.keep_first = min_epochs, halving_threshold, keep_first
+        self.halve = halve  # False: the halving phase (and its stopping rule) without changing the rate
         self.stop_threshold, self.max_halvings = stop_threshold, max_halvings
         self.state = {"epoch": 0, "lr": learning_rate, "halving": False, "halvings": 0, "history": [],
                       "best_cv": math.inf, "best_weights": None}
 
     @classmethod
     def from_config(cls, cfg, keep_first: int = 0) -> "Newbob":
-        """From any trainer config with the newbob fields."""
-        return cls(cfg.learning_rate, cfg.min_epochs, cfg.halving_threshold, cfg.stop_threshold, cfg.max_halvings,
-                   keep_first)
+        """From any trainer config with the newbob and optimiser fields (:mod:`asr.nnet.optim`)."""
+        from asr.nnet.optim import halves_learning_rate, initial_learning_rate
+
+        return cls(initial_learning_rate(cfg), cfg.min_epochs, cfg.halving_threshold, cfg.stop_threshold,
+                   cfg.max_halvings, keep_first, halves_learning_rate(cfg))
 
     @property
     def lr(self) -> float:
@@ -100,7 +103,8 @@ class Newbob:
             elif improvement < self.halving_threshold:
                 s["halving"] = True
         if s["halving"] and not done:
-            s["lr"] /= 2
+            if self.halve:
+                s["lr"] /= 2
             s["halvings"] += 1
             if s["halvings"] > self.max_halvings:
                 done = True

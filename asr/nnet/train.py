@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,27 +34,38 @@ from asr.datadir import DataDir
 from asr.features import FeaturePipeline, load_features, read_feature_config
 from asr.hmm.alignments import check_alignment_tree, read_alignments, tree_fingerprint
 from asr.model_dir import read_hmm_side, read_meta
-from asr.nnet.frames import FrameSet
-from asr.nnet.model import DnnHmm, state_log_priors
+from asr.nnet.frames import FrameSet, Utterances
+from asr.nnet.model import DnnHmm, build_network, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
+from asr.nnet.distributed import (all_reduce_sum, average_buffers, barrier, init_process_group, minibatch_bounds,
+                                  rank_and_world, wrap)
+from asr.nnet.optim import Optimizer, check_optimizer_options
+from asr.nnet.pretrain import PRETRAINERS, pretrain_layers
 from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.perturb import is_perturbed, original_id
 from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "momentum", "adadelta", "adam")
-
-
 @dataclass
 class TrainConfig(Config):
-    """Training options (recipe ``[dnn]`` section); network shape is in ``net``."""
+    """Training options (recipe ``[dnn]`` section); network shape is in ``net``.
+
+    Optimiser fields are defined in :mod:`asr.nnet.optim` (``learning_rate = 0``: the
+    optimiser's textbook default, 1.0 for AdaDelta).
+    """
 
     net: NetConfig = field(default_factory=NetConfig)
     optimizer: str = "adam"  # sgd | momentum | adadelta | adam
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.0  # 0: sgd 0.1, momentum 0.01, adadelta 1.0, adam 1e-3
     momentum: float = 0.9
+    adadelta_rho: float = 0.95
+    adadelta_eps: float = 1e-6
+    halve_adadelta: bool = False  # let newbob halve AdaDelta's multiplier too
     weight_decay: float = 0.0
+    weight_decay_mode: str = "l2"  # l2 (added to the loss) | decoupled (AdamW-style shrink)
+    decay_all: bool = False  # also decay biases and batch-norm parameters
+    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
     batch_size: int = 256
     max_epochs: int = 20
     min_epochs: int = 3
@@ -65,9 +75,16 @@ class TrainConfig(Config):
     cv_fraction: float = 0.1  # share of training speakers (or utterances) held out
     cv_by: str = "speaker"  # "speaker": unseen voices; "utterance": when test speakers are training speakers
     curriculum: bool = False  # epoch 1: shortest utterances first
+    curriculum_epochs: int = 0  # > 0: a length cap that rises over these epochs (only shorter utterances first)
+    bootstrap: bool = False  # bagging: train on a bootstrap sample of the training utterances (seeded)
+    snapshots: int = 0  # > 0: also keep the last N accepted epochs' models (a snapshot ensemble)
+    pretrain: str = "none"  # none | autoencoder | rbm: greedy layer-wise, then cross-entropy fine-tuning
+    pretrain_epochs: int = 1  # per layer
+    pretrain_learning_rate: float = 0.0  # 0: autoencoder 1e-3 (Adam), rbm 0.01 (CD-1 with momentum)
     spec_augment: bool = False  # mask frequency bands of each training window (SpecAugment)
     freq_masks: int = 2
     freq_mask_width: int = 8  # bins, at most
+    sequence_frames: int = 2000  # recurrent networks: padded frames per batch of whole utterances
     prior_floor: float = 1e-8
     prior_scale: float = 1.0
     acoustic_scale: float = 0.1
@@ -86,8 +103,13 @@ class TrainConfig(Config):
             self.net = NetConfig.from_dict(self.net)
         if self.cv_by not in ("speaker", "utterance"):
             raise AsrError(f"cv_by must be 'speaker' or 'utterance', got {self.cv_by!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise AsrError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_optimizer_options(self)
+        if self.pretrain not in PRETRAINERS:
+            raise AsrError(f"pretrain must be one of {', '.join(PRETRAINERS)}, got {self.pretrain!r}")
+        if self.pretrain != "none" and self.net.kind != "dnn":
+            raise AsrError("layer-wise pretraining is for the feed-forward DNN (kind = \"dnn\")")
+        if self.batch_size < 2 or self.curriculum_epochs < 0 or self.snapshots < 0:
+            raise AsrError("batch_size must be >= 2; curriculum_epochs and snapshots >= 0")
 
     @classmethod
     def from_flat(cls, opts: dict) -> "TrainConfig":
@@ -95,14 +117,8 @@ class TrainConfig(Config):
         return from_flat_section(cls, NetConfig, opts)
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adadelta":
-        return torch.optim.Adadelta(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+def make_optimizer(net: nn.Module, cfg: TrainConfig) -> Optimizer:
+    return Optimizer(net, cfg)
 
 
 def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int,
@@ -131,14 +147,28 @@ def split_speakers(data: DataDir, utts: list[str], fraction: float, seed: int,
     return [u for u in utts if u not in left_out], [u for u in utts if u in cv]
 
 
-def frame_order(frames: FrameSet, curriculum: bool, gen: torch.Generator) -> torch.Tensor:
+def frame_order(frames: FrameSet, curriculum: bool, gen: torch.Generator, length_cap: int | None = None
+                ) -> torch.Tensor:
     """Shuffled frame indices; with ``curriculum``, utterances shortest first (frames shuffled
-    within utterances of equal length)."""
+    within utterances of equal length); with ``length_cap``, only frames of utterances at most
+    that long (a growing curriculum's early epochs)."""
     perm = torch.randperm(len(frames), generator=gen)
+    lens = frames.utt_len.cpu()[perm]
+    if length_cap is not None:
+        keep = lens <= length_cap
+        perm, lens = perm[keep], lens[keep]
     if not curriculum:
         return perm
-    lens = frames.utt_len.cpu()[perm]
     return perm[torch.argsort(lens, stable=True)]
+
+
+def curriculum_cap(lengths: np.ndarray, epoch: int, epochs: int) -> int | None:
+    """The growing curriculum's length cap at ``epoch`` (1-based): it rises linearly from the
+    shortest utterance to the longest over ``epochs`` epochs; None once every length is allowed."""
+    if epochs <= 0 or epoch >= epochs or len(lengths) == 0:
+        return None
+    lo, hi = int(lengths.min()), int(lengths.max())
+    return int(lo + (hi - lo) * epoch / epochs)
 
 
 def mask_frequencies(x: torch.Tensor, dim: int, masks: int, width: int) -> torch.Tensor:
@@ -154,9 +184,13 @@ def mask_frequencies(x: torch.Tensor, dim: int, masks: int, width: int) -> torch
     return (x.view(B, -1, dim) * keep[:, None, :]).view(B, -1)
 
 
-def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
-              opt: torch.optim.Optimizer | None, desc: str) -> tuple[float, float]:
-    """One pass (training when ``opt`` is given, evaluation otherwise): (mean loss, frame accuracy)."""
+def run_epoch(net: nn.Module, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
+              opt: Optimizer | None, desc: str, world: int = 1, rank: int = 0) -> tuple[float, float]:
+    """One pass (training when ``opt`` is given, evaluation otherwise): (mean loss, frame accuracy).
+
+    ``order`` is the global frame order; under DDP (``world`` > 1) each rank takes its share
+    of every minibatch (:mod:`asr.nnet.distributed`) and the returned figures are over all ranks.
+    """
     device = frames.feats.device
     context = getattr(net, "module", net).cfg.context  # DDP wraps the network
     train = opt is not None
@@ -168,8 +202,9 @@ def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cf
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     bs = cfg.batch_size if train else max(cfg.batch_size, 4096)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    for start in tqdm(range(0, len(order), bs), desc=desc, unit="batch", leave=False, disable=None):
-        idx = order[start:start + bs]
+    bounds = minibatch_bounds(len(order), bs, 2 * world)
+    for start, end in tqdm(bounds, desc=desc, unit="batch", leave=False, disable=None if rank == 0 else True):
+        idx = order[start + rank:end:world]
         x, y = frames.batch(idx, context)
         if train and cfg.spec_augment:
             x = mask_frequencies(x, frames.feats.shape[1], cfg.freq_masks, cfg.freq_mask_width)
@@ -177,13 +212,13 @@ def run_epoch(net: AcousticNet, frames: FrameSet, order: torch.Tensor | None, cf
             logits = net(x)
             loss = loss_fn(logits.float(), y)
         if train:
-            opt.zero_grad(set_to_none=True)
-            (loss / len(idx)).backward()
-            opt.step()
+            # DDP averages gradients over ranks: loss * world / B makes that the whole batch's mean.
+            opt.step(loss * world / (end - start))
         total_loss += loss.detach().double()
         correct += (logits.argmax(-1) == y).sum()
+    loss_sum, right = all_reduce_sum([total_loss, correct], device, world)
     n = max(len(order), 1)
-    return float(total_loss) / n, float(correct) / n
+    return loss_sum / n, right / n
 
 
 def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path) -> tuple[object, dict[str, np.ndarray]]:
@@ -207,6 +242,61 @@ def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path) -> tuple[object
     return gmm, {u: apply_fmllr(x, transforms[data.utt2spk[u]]) for u, x in feats.items()}
 
 
+def run_sequence_epoch(net: nn.Module, data: Utterances, batches: list[list[int]], cfg: TrainConfig,
+                       opt: Optimizer | None, desc: str, world: int = 1, rank: int = 0) -> tuple[float, float]:
+    """:func:`run_epoch` for a recurrent hybrid: batches of whole utterances, cross-entropy
+    over every valid frame. Under DDP each rank takes every world-th utterance of a batch."""
+    device = next(net.parameters()).device
+    train = opt is not None
+    net.train(train)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total, right, frames = 0.0, 0, 0
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if rank == 0 else True):
+        n_batch = sum(len(data.feats[i]) for i in batch)
+        x, lengths, y, _ = data.collate(batch[rank::world], device)
+        mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).to(device)
+        if train and cfg.spec_augment:
+            x = mask_frequencies(x.reshape(-1, x.shape[-1]), x.shape[-1], cfg.freq_masks,
+                                 cfg.freq_mask_width).view_as(x)
+        with torch.set_grad_enabled(train), autocast:
+            logits = net(x, lengths)[mask]  # (frames, P), utterance by utterance as y
+            loss = loss_fn(logits.float(), y.to(device))
+        if train:
+            opt.step(loss * world / n_batch)
+        total += float(loss.detach())
+        right += int((logits.argmax(-1) == y.to(device)).sum())
+        frames += len(y)
+    total, right, frames = all_reduce_sum([total, right, frames], device, world)
+    return total / max(frames, 1), right / max(frames, 1)
+
+
+def hybrid_utterances(feats: dict[str, np.ndarray], targets: dict[str, np.ndarray], utts: list[str]) -> Utterances:
+    """Whole utterances with their per-frame pdf targets, sorted by length."""
+    for u in utts:
+        if len(feats[u]) != len(targets[u]):
+            raise AsrError(f"utterance {u}: {len(feats[u])} feature frames but {len(targets[u])} aligned frames")
+    keys = sorted(utts, key=lambda u: (len(feats[u]), u))
+    return Utterances(keys, [torch.as_tensor(feats[u], dtype=torch.float32) for u in keys],
+                      [torch.as_tensor(targets[u], dtype=torch.int64) for u in keys])
+
+
+def _epoch_batches(train_set, cfg: TrainConfig, epoch: int, gen: torch.Generator, world: int):
+    """This epoch's order: frames (window nets) or batches of utterances (recurrent nets),
+    shuffled, with the curriculum's ordering and length cap applied."""
+    sorted_first = cfg.curriculum and epoch == 1
+    if isinstance(train_set, FrameSet):
+        lengths = train_set.utt_len.cpu().numpy()
+        return frame_order(train_set, sorted_first, gen, curriculum_cap(lengths, epoch, cfg.curriculum_epochs))
+    lengths = np.array([len(f) for f in train_set.feats])
+    cap = curriculum_cap(lengths, epoch, cfg.curriculum_epochs)
+    batches = [b for b in train_set.batches(cfg.sequence_frames, world)
+               if cap is None or len(train_set.feats[b[-1]]) <= cap] or train_set.batches(cfg.sequence_frames, world)[:1]
+    if sorted_first:
+        return batches
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, out_dir: str | Path,
               cfg: TrainConfig | None = None) -> DnnHmm:
     """Train a hybrid model on ``data_dir`` features and the tied-state alignment in ``ali_dir``.
@@ -218,15 +308,9 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     data_dir, ali_dir, gmm_dir, out_dir = Path(data_dir), Path(ali_dir), Path(gmm_dir), Path(out_dir)
     t_start = time.time()
     device = setup_torch(cfg)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = rank_and_world()
     if world > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        device = init_process_group(device)
     meta = read_meta(gmm_dir)  # a GMM, or a DNN when retraining on its realignment
     with np.load(gmm_dir / "model.npz") as z:
         hmm = read_hmm_side(gmm_dir, meta, z["trans_log_probs"])
@@ -239,7 +323,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
         pipeline = adapt_gmm.pipeline
     else:
         pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
-                               delta_order=cfg.delta_order)
+                                   delta_order=cfg.delta_order)
         feats = load_features(data_dir, pipeline)
     targets = read_alignments(ali_dir, "pdf")
     utts = sorted(u for u in data.utts() if u in targets and u in feats)
@@ -250,44 +334,69 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     if bad:
         raise AsrError(f"{ali_dir}: alignment of {bad[0]} has pdf ids beyond the {num_pdfs} of {gmm_dir}")
     tr_utts, cv_utts = split_speakers(data, utts, cfg.cv_fraction, cfg.seed, cfg.cv_by)
-    train_set = FrameSet.build(feats, targets, tr_utts).to(device)
-    cv_set = FrameSet.build(feats, targets, cv_utts).to(device) if cv_utts else None
+    if cfg.bootstrap:  # bagging: as many utterances as there are, drawn with replacement
+        rng = np.random.default_rng(10_000 + cfg.seed)
+        tr_utts = sorted(rng.choice(tr_utts, size=len(tr_utts), replace=True).tolist())
+    sequence = cfg.net.kind == "rnn"
+    if sequence:
+        train_set = hybrid_utterances(feats, targets, tr_utts)
+        cv_set = hybrid_utterances(feats, targets, cv_utts) if cv_utts else None
+        train_frames = sum(len(f) for f in train_set.feats)
+    else:
+        train_set = FrameSet.build(feats, targets, tr_utts).to(device)
+        cv_set = FrameSet.build(feats, targets, cv_utts).to(device) if cv_utts else None
+        train_frames = len(train_set)
     counts = np.bincount(np.concatenate([targets[u] for u in utts]), minlength=num_pdfs)
     log_priors = state_log_priors(counts, cfg.prior_floor)
-    input_dim = train_set.feats.shape[1]
-    net = AcousticNet(cfg.net, input_dim, num_pdfs).to(device)
-    opt = make_optimizer(net.parameters(), cfg)
-    trainer: nn.Module = net
-    if world > 1:
-        trainer = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    input_dim = next(iter(feats.values())).shape[1]
+    net = build_network(cfg.net, input_dim, num_pdfs).to(device)
+    opt = make_optimizer(net, cfg)
+    trainer = wrap(net, device, world)
     log.info("dnn: %s %dx%d %s, input %d x %d frames, %d pdfs, %d parameters; %d train frames (%d utts), "
-             "%d held-out frames (%d utts)", cfg.net.kind, cfg.net.num_layers, cfg.net.hidden_dim, cfg.net.activation,
-             input_dim, 2 * cfg.net.context + 1, num_pdfs, sum(p.numel() for p in net.parameters()),
-             len(train_set), len(tr_utts), len(cv_set) if cv_set else 0, len(cv_utts))
+             "%d held-out utts", cfg.net.kind, cfg.net.num_layers, cfg.net.hidden_dim,
+             cfg.net.cell if sequence else cfg.net.activation, input_dim, 2 * cfg.net.context + 1, num_pdfs,
+             sum(p.numel() for p in net.parameters()), train_frames, len(tr_utts), len(cv_utts))
 
     ckpt = out_dir / "checkpoint.pt"
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
-                              "ali": str(ali_dir.resolve()), "frames": len(train_set)}, sort_keys=True)
-    schedule = Newbob.from_config(cfg)
-    ensure_dir(out_dir)
-    load_checkpoint(ckpt, fingerprint, net, opt, schedule)
+                              "ali": str(ali_dir.resolve()), "frames": train_frames, "world": world}, sort_keys=True)
+    schedule = Newbob.from_config(cfg, keep_first=cfg.curriculum_epochs)
+    if rank == 0:
+        ensure_dir(out_dir)
+    barrier(world)
+    resumed = load_checkpoint(ckpt, fingerprint, net, opt, schedule)
+    schedule.state.setdefault("snapshots", [])
+    if cfg.pretrain != "none" and not resumed:
+        schedule.state["pretrain"] = pretrain_layers(net, train_set, cfg, epoch_generator(cfg.seed, 0))
+        average_buffers(net, world)
+    epoch_fn = run_sequence_epoch if sequence else run_epoch
     done = False
     while not done and schedule.epoch < cfg.max_epochs:
         epoch = schedule.epoch + 1
         gen = epoch_generator(cfg.seed, epoch)
-        for g in opt.param_groups:
-            g["lr"] = schedule.lr
+        opt.set_lr(schedule.lr)
         t0 = time.time()
-        order = frame_order(train_set, cfg.curriculum and epoch == 1, gen)[rank::world]
-        tr_loss, tr_acc = run_epoch(trainer, train_set, order, cfg, opt, f"epoch {epoch}")
+        order = _epoch_batches(train_set, cfg, epoch, gen, world)
+        tr_loss, tr_acc = epoch_fn(trainer, train_set, order, cfg, opt, f"epoch {epoch}", world, rank)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.time() - t0
-        cv_loss, cv_acc = run_epoch(net, cv_set, None, cfg, None, "held-out") if cv_set else (tr_loss, tr_acc)
+        average_buffers(net, world)  # batch-norm statistics: one set for every replica
+        if cv_set is None:
+            cv_loss, cv_acc = tr_loss, tr_acc
+        elif sequence:
+            cv_loss, cv_acc = run_sequence_epoch(net, cv_set, cv_set.batches(cfg.sequence_frames, world), cfg, None,
+                                                 "held-out", world, rank)
+        else:
+            cv_loss, cv_acc = run_epoch(net, cv_set, None, cfg, None, "held-out", world, rank)
         row = {"epoch": epoch, "lr": schedule.lr, "train_loss": tr_loss, "train_acc": tr_acc, "cv_loss": cv_loss,
-               "cv_acc": cv_acc, "seconds": round(seconds, 2), "frames_per_second": round(len(train_set) / seconds),
+               "cv_acc": cv_acc, "seconds": round(seconds, 2), "frames_per_second": round(train_frames / seconds),
                "ranks": world}
         done = schedule.end_epoch(net, cv_loss, row)
+        if cfg.snapshots and row["accepted"]:
+            snaps = schedule.state["snapshots"]
+            snaps.append([epoch, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}])
+            del snaps[:-cfg.snapshots]
         log.info("epoch %2d: lr %.3g train loss %.4f acc %.3f | held-out loss %.4f acc %.3f | %.1f s, %.0f frames/s%s",
                  epoch, row["lr"], tr_loss, tr_acc, cv_loss, cv_acc, seconds, row["frames_per_second"],
                  "" if row["accepted"] else " (rejected)")
@@ -304,16 +413,38 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
                   "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
                   "best_cv_loss": state["best_cv"], "config": dataclasses.asdict(cfg),
-                  "seed": cfg.seed, "threads": torch.get_num_threads()}
+                  "seed": cfg.seed, "threads": torch.get_num_threads(), "ranks": world}
     if rank == 0:
         model.save(out_dir)
+        _write_snapshots(model, state["snapshots"], out_dir)
         write_text_atomic(out_dir / "train_log.json", json.dumps(state["history"], indent=1) + "\n")
+        if state.get("pretrain"):
+            write_text_atomic(out_dir / "pretrain_log.json", json.dumps(state["pretrain"], indent=1) + "\n")
         # Kaldi's valid_uttlist: utterances the network never trained on, a dev set for
         # tuning decoding (`asr subset-data DATA DEV --utt-list OUT/heldout_utts`).
         write_text_atomic(out_dir / "heldout_utts", "".join(f"{u}\n" for u in cv_utts))
         ckpt.unlink(missing_ok=True)
-    if world > 1:
-        torch.distributed.barrier()
+    barrier(world)
     log.info("dnn: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", state["epoch"],
              time.time() - t_start, state["best_cv"], out_dir)
     return model
+
+
+SNAPSHOT_DIR = "snapshots"
+
+
+def _write_snapshots(model: DnnHmm, snapshots: list, out_dir: Path) -> None:
+    """Each kept epoch's network as a model dir ``snapshots/epochNN`` (decode them together as
+    an ensemble: ``asr decode DIR1,DIR2,...``)."""
+    if not snapshots:
+        return
+    import copy
+
+    best = copy.deepcopy(model.net.state_dict())
+    for epoch, weights in snapshots:
+        model.net.load_state_dict(weights)
+        snap = out_dir / SNAPSHOT_DIR / f"epoch{epoch:02d}"
+        model.info = {**model.info, "snapshot_epoch": epoch}
+        model.save(snap)
+    model.net.load_state_dict(best)
+    model.info = {k: v for k, v in model.info.items() if k != "snapshot_epoch"}
