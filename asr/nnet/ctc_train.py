@@ -32,6 +32,7 @@ from asr.lang.prepare import Lang
 from asr.nnet.ctc_model import CtcModel, ctc_hmm_side
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.frames import Utterances
+from asr.nnet.distributed import all_reduce_sum, barrier, init_process_group, rank_and_world, wrap
 from asr.nnet.optim import Optimizer, check_optimizer_options
 from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
@@ -175,16 +176,22 @@ def token_log_priors(net: CtcNet, data: Utterances, batch_frames: int, floor: fl
     return np.log(p / p.sum())
 
 
-def run_epoch(net: CtcNet, data: Utterances, batches: list[list[int]], cfg: CtcTrainConfig,
-              opt: torch.optim.Optimizer | None, gen: torch.Generator, desc: str) -> tuple[float, float]:
-    """One pass (training when ``opt`` is given): (loss per target token, greedy token error rate)."""
+def run_epoch(net: nn.Module, data: Utterances, batches: list[list[int]], cfg: CtcTrainConfig,
+              opt: Optimizer | None, gen: torch.Generator, desc: str, world: int = 1,
+              rank: int = 0) -> tuple[float, float]:
+    """One pass (training when ``opt`` is given): (loss per target token, greedy token error rate).
+
+    Under DDP (``world`` > 1) each rank takes every world-th utterance of each batch
+    (:mod:`asr.nnet.distributed`); the figures returned are summed over the ranks.
+    """
     device = next(net.parameters()).device
     train = opt is not None
     net.train(train)
     loss_fn = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     total, tokens, errors = 0.0, 0, 0
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if rank == 0 else True):
+        idx = batch[rank::world]
         x, lengths, tgt, tgt_len = data.collate(idx, device)
         if train and cfg.spec_augment:
             x = spec_augment(x, lengths, cfg, gen)
@@ -192,8 +199,8 @@ def run_epoch(net: CtcNet, data: Utterances, batches: list[list[int]], cfg: CtcT
             logp, out_len = net(x, lengths)
             # CTCLoss wants (T, N, V); on CPU the targets stay on CPU.
             loss = loss_fn(logp.float().transpose(0, 1), tgt.to(device), out_len.to(device), tgt_len.to(device))
-        if train:
-            opt.step(loss / len(idx))
+        if train:  # DDP averages over ranks: loss * world / batch = the whole batch's mean
+            opt.step(loss * world / len(batch))
         else:
             best = logp.argmax(-1).cpu()
             for n, i in enumerate(idx):
@@ -202,6 +209,7 @@ def run_epoch(net: CtcNet, data: Utterances, batches: list[list[int]], cfg: CtcT
                 errors += sum(op != "C" for _, _, op in align_words(ref, hyp))
         total += float(loss.detach())
         tokens += int(tgt_len.sum())
+    total, tokens, errors = all_reduce_sum([total, tokens, errors], device, world)
     n = max(tokens, 1)
     return total / n, (errors / n if not train else float("nan"))
 
@@ -214,6 +222,9 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     data_dir, lang_dir, out_dir = Path(data_dir), Path(lang_dir), Path(out_dir)
     t_start = time.time()
     device = setup_torch(cfg)
+    rank, world = rank_and_world()
+    if world > 1:
+        device = init_process_group(device)
     lang = Lang.load(lang_dir)
     data = DataDir.load(data_dir)
     utts = data.utts()
@@ -242,20 +253,27 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     input_dim = train_set.feats[0].shape[1]
     net = CtcNet(cfg.net, input_dim, len(tokens)).to(device)
     opt = Optimizer(net, cfg)
+    trainer = wrap(net, device, world)
     train_frames = sum(len(f) for f in train_set.feats)
-    log.info("ctc: %d x %d %sLSTM, stack %d, %d %s tokens, %d parameters; %d train utts (%d frames), %d held-out",
-             cfg.net.num_layers, cfg.net.hidden_dim, "Bi" if cfg.net.bidirectional else "", s, len(tokens),
+    log.info("ctc: %d x %d %s%s, stack %d, %d %s tokens, %d parameters; %d train utts (%d frames), %d held-out",
+             cfg.net.num_layers, cfg.net.hidden_dim, "bidirectional " if cfg.net.bidirectional else "",
+             cfg.net.cell.upper(), s, len(tokens),
              tokens.kind, sum(p.numel() for p in net.parameters()), len(train_set.keys), train_frames,
              len(cv_set.keys) if cv_set else 0)
 
     ckpt = out_dir / "checkpoint.pt"
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
-                              "lang": str(lang_dir.resolve()), "utts": len(train_set.keys)}, sort_keys=True)
+                              "lang": str(lang_dir.resolve()), "utts": len(train_set.keys), "world": world},
+                             sort_keys=True)
     schedule = Newbob.from_config(cfg, keep_first=cfg.min_epochs)
-    ensure_dir(out_dir)
+    if rank == 0:
+        ensure_dir(out_dir)
+    barrier(world)
     load_checkpoint(ckpt, fingerprint, net, opt, schedule)
-    batches = train_set.batches(cfg.batch_frames)
-    cv_batches = cv_set.batches(cfg.batch_frames) if cv_set else []
+    # Every rank needs a share of every batch: a last batch of one utterance joins the one
+    # before (with at least 2 per batch a 2-rank run batches exactly as one process does).
+    batches = train_set.batches(cfg.batch_frames, max(2, world))
+    cv_batches = cv_set.batches(cfg.batch_frames, max(2, world)) if cv_set else []
     done = False
     while not done and schedule.epoch < cfg.max_epochs:
         epoch = schedule.epoch + 1
@@ -264,19 +282,20 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         order = (batches if cfg.sortagrad and epoch == 1
                  else [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()])
         t0 = time.time()
-        tr_loss, _ = run_epoch(net, train_set, order, cfg, opt, gen, f"epoch {epoch}")
+        tr_loss, _ = run_epoch(trainer, train_set, order, cfg, opt, gen, f"epoch {epoch}", world, rank)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.time() - t0
-        cv_loss, cv_ter = (run_epoch(net, cv_set, cv_batches, cfg, None, gen, "held-out") if cv_set
+        cv_loss, cv_ter = (run_epoch(net, cv_set, cv_batches, cfg, None, gen, "held-out", world, rank) if cv_set
                            else (tr_loss, float("nan")))
         row = {"epoch": epoch, "lr": schedule.lr, "train_loss": tr_loss, "cv_loss": cv_loss, "cv_ter": cv_ter,
-               "seconds": round(seconds, 2), "frames_per_second": round(train_frames / seconds)}
+               "seconds": round(seconds, 2), "frames_per_second": round(train_frames / seconds), "ranks": world}
         done = schedule.end_epoch(net, cv_loss, row)
         log.info("epoch %2d: lr %.3g train loss %.4f | held-out loss %.4f token error %.2f%% | %.1f s, %.0f frames/s%s",
                  epoch, row["lr"], tr_loss, cv_loss, 100 * cv_ter, seconds, row["frames_per_second"],
                  "" if row["accepted"] else " (rejected)")
-        save_checkpoint(ckpt, fingerprint, net, opt, schedule)
+        if rank == 0:
+            save_checkpoint(ckpt, fingerprint, net, opt, schedule)
     schedule.restore_best(net)
     log_priors = token_log_priors(net, cv_set or train_set, cfg.batch_frames)
     net.cpu().eval()
@@ -287,10 +306,12 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     model.info = {"train_data": str(data_dir), "lang": str(lang_dir), "train_seconds": round(time.time() - t_start, 1),
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": schedule.epoch,
                   "best_cv_loss": schedule.state["best_cv"], "config": dataclasses.asdict(cfg),
-                  "seed": cfg.seed, "threads": torch.get_num_threads()}
-    model.save(out_dir)
-    write_text_atomic(out_dir / "train_log.json", json.dumps(schedule.state["history"], indent=1) + "\n")
-    ckpt.unlink(missing_ok=True)
+                  "seed": cfg.seed, "threads": torch.get_num_threads(), "ranks": world}
+    if rank == 0:
+        model.save(out_dir)
+        write_text_atomic(out_dir / "train_log.json", json.dumps(schedule.state["history"], indent=1) + "\n")
+        ckpt.unlink(missing_ok=True)
+    barrier(world)
     log.info("ctc: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", schedule.epoch,
              time.time() - t_start, schedule.state["best_cv"], out_dir)
     return model
