@@ -149,10 +149,14 @@ class DiagGmmSet:
         return out
 
     def _component_loglik(self, pdf: int, x: np.ndarray) -> np.ndarray:
-        """(n, M) float64 log w_m N(x; mu_m, v_m) of frames ``x`` (n, D) under one pdf."""
-        mu, var, lw = self.means[pdf], self.variances[pdf], self.log_weights[pdf]
-        ll = -0.5 * ((x[:, None, :] - mu[None]) ** 2 / var[None] + np.log(2 * np.pi * var)[None]).sum(-1)
-        return ll + lw[None]
+        """(n, m) float64 log w_k N(x; mu_k, v_k) of frames ``x`` (n, D) under the m real
+        components of one pdf, as one matmul: [x^2, x] @ [-1/(2v), mu/v]^T + const."""
+        real = np.flatnonzero(np.isfinite(self.log_weights[pdf]))
+        m = int(real[-1]) + 1 if len(real) else 1  # real components come first (padding is -inf)
+        mu, var, lw = self.means[pdf, :m], self.variances[pdf, :m], self.log_weights[pdf, :m]
+        inv = 1.0 / var
+        const = -0.5 * (np.log(2 * np.pi * var) + mu * mu * inv).sum(-1) + lw
+        return (x * x) @ (-0.5 * inv).T + x @ (mu * inv).T + const[None]
 
     # --- EM ---------------------------------------------------------------------------
     def frame_posteriors(self, feats: np.ndarray, pdf_ids: np.ndarray, chunk: int = 20000):
@@ -162,8 +166,9 @@ class DiagGmmSet:
             feats: (N, D) frames; pdf_ids: (N,) the pdf each frame is aligned to (-1: left out).
         Yields:
             ``(pdf, rows, post, loglik)``: rows (n,) into ``feats`` of frames of that pdf
-            (at most ``chunk``, so no huge (n, M, D) array is built), post (n, M) their
-            posteriors over its components, loglik (n,) float64 log p(x | pdf).
+            (at most ``chunk`` at a time), post (n, m) their posteriors over the pdf's first m
+            components, the real ones (padding at the end is never computed: silence may hold 20x the Gaussians of a
+            typical pdf), loglik (n,) float64 log p(x | pdf).
         """
         order = np.argsort(pdf_ids, kind="stable")
         bounds = np.searchsorted(pdf_ids[order], np.arange(self.num_pdfs + 1))
@@ -172,8 +177,11 @@ class DiagGmmSet:
             for start in range(0, len(frames), chunk):
                 rows = frames[start:start + chunk]
                 ll = self._component_loglik(p, feats[rows].astype(np.float64))
-                tot = np.logaddexp.reduce(ll, axis=1)
-                yield p, rows, np.exp(ll - tot[:, None]), tot
+                top = ll.max(axis=1, keepdims=True)
+                post = np.exp(ll - top)
+                norm = post.sum(axis=1, keepdims=True)
+                post /= norm
+                yield p, rows, post, (top + np.log(norm))[:, 0]
 
     def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None) -> GmmStats:
         """Viterbi-EM statistics: each frame belongs to one pdf, soft over its components.
@@ -191,10 +199,11 @@ class DiagGmmSet:
         stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
         for p, rows, post, tot in self.frame_posteriors(feats, pdf_ids):
             xc = src[rows].astype(np.float64)
+            m = post.shape[1]
             stats.loglik += float(tot.sum())
-            stats.occ[p] += post.sum(0)
-            stats.sx[p] += post.T @ xc
-            stats.sxx[p] += post.T @ (xc * xc)
+            stats.occ[p, :m] += post.sum(0)
+            stats.sx[p, :m] += post.T @ xc
+            stats.sxx[p, :m] += post.T @ (xc * xc)
         return stats
 
     def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0,

@@ -71,9 +71,10 @@ def accumulate_fmllr(gmm: DiagGmmSet, x: np.ndarray, pdf_ids: np.ndarray,
     weight = np.where(pdf_ids >= 0, weight, 0.0)
     for p, rows, post, _ in gmm.frame_posteriors(x, pdf_ids):
         post *= weight[rows, None]
-        inv_var = np.where(np.isfinite(gmm.log_weights[p])[:, None], 1.0 / gmm.variances[p], 0.0)
+        m = post.shape[1]  # the pdf's real components (the first m)
+        inv_var = np.where(np.isfinite(gmm.log_weights[p, :m])[:, None], 1.0 / gmm.variances[p, :m], 0.0)
         w_iv[rows] = post @ inv_var
-        w_mu[rows] = post @ (gmm.means[p] * inv_var)
+        w_mu[rows] = post @ (gmm.means[p, :m] * inv_var)
     xi = np.concatenate([x, np.ones((N, 1))], axis=1)
     G = np.stack([(xi * w_iv[:, i:i + 1]).T @ xi for i in range(D)])
     return FmllrStats(float(weight.sum()), w_mu.T @ xi, G)

@@ -48,7 +48,7 @@ def _autoencoder_epoch(net, frames, order, layer, decoder, opt, bs) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += float(loss) * (end - start)
+        total += float(loss.detach()) * (end - start)
     return total / len(order)
 
 
