@@ -442,3 +442,15 @@ def test_ctc_models_ensemble_by_averaging_posteriors():
     x = np.random.default_rng(0).normal(size=(12, a.net.input_dim)).astype(np.float32)
     expected = torch.logsumexp(torch.stack([a.log_posteriors(x), b.log_posteriors(x)]), 0) - math.log(2)
     torch.testing.assert_close(ens.log_posteriors(x), expected)
+
+
+def test_utterance_batches_give_every_rank_a_share():
+    from asr.nnet.frames import Utterances
+
+    lens = [10, 10, 10, 40]  # budget 30: [0, 1, 2] then [3] alone
+    data = Utterances([f"u{i}" for i in range(4)], [torch.zeros(n, 2) for n in lens], [torch.zeros(1)] * 4)
+    assert data.batches(30) == [[0, 1, 2], [3]]
+    assert data.batches(30, min_size=2) == [[0, 1, 2, 3]]
+    assert data.batches(10, min_size=2) == [[0, 1], [2, 3]]
+    assert data.batches(5, min_size=3) == [[0, 1, 2, 3]]
+    assert sorted(i for b in data.batches(12, min_size=2) for i in b) == [0, 1, 2, 3]

@@ -71,6 +71,7 @@ class G2pConfig(Config):
     dropout: float = 0.2
     batch_size: int = 256
     learning_rate: float = 2e-3
+    grad_clip: float = 5.0  # max gradient norm (0: none)
     max_epochs: int = 12
     held_out: float = 0.02  # share of words for testing (and as much again for early stopping)
     seed: int = 0
@@ -203,7 +204,8 @@ def train_g2p(entries: list[tuple[str, list[str]]], out_dir: str | Path, cfg: G2
             loss = ctc(logp.transpose(0, 1), targets, lengths * cfg.upsample, target_lengths)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
             total += float(loss.detach()) * len(batch)
         net.eval()

@@ -36,7 +36,7 @@ from asr.nnet.distributed import all_reduce_sum, barrier, init_process_group, ra
 from asr.nnet.optim import Optimizer, check_optimizer_options
 from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
 from asr.nnet.tokens import KINDS, TokenSet
-from asr.nnet.train import split_speakers
+from asr.nnet.train import curriculum_cap, split_speakers
 from asr.perturb import change_speed, original_id, perturbed_id
 from asr.score import align_words
 from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
@@ -69,6 +69,7 @@ class CtcTrainConfig(Config):
     cv_fraction: float = 0.1
     cv_by: str = "speaker"
     sortagrad: bool = True  # epoch 1: shortest batches first
+    curriculum_epochs: int = 0  # > 0: a length cap rising over these epochs (only shorter utterances first)
     spec_augment: bool = False
     freq_masks: int = 2
     freq_mask_width: int = 8  # bins, at most
@@ -265,7 +266,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
                               "lang": str(lang_dir.resolve()), "utts": len(train_set.keys), "world": world},
                              sort_keys=True)
-    schedule = Newbob.from_config(cfg, keep_first=cfg.min_epochs)
+    schedule = Newbob.from_config(cfg, keep_first=max(cfg.min_epochs, cfg.curriculum_epochs))
     if rank == 0:
         ensure_dir(out_dir)
     barrier(world)
@@ -273,6 +274,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     # Every rank needs a share of every batch: a last batch of one utterance joins the one
     # before (with at least 2 per batch a 2-rank run batches exactly as one process does).
     batches = train_set.batches(cfg.batch_frames, max(2, world))
+    lengths = np.array([len(f) for f in train_set.feats])
     cv_batches = cv_set.batches(cfg.batch_frames, max(2, world)) if cv_set else []
     done = False
     while not done and schedule.epoch < cfg.max_epochs:
@@ -281,6 +283,9 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         opt.set_lr(schedule.lr)
         order = (batches if cfg.sortagrad and epoch == 1
                  else [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()])
+        cap = curriculum_cap(lengths, epoch, cfg.curriculum_epochs)
+        if cap is not None:  # a growing curriculum: batches of utterances up to the cap
+            order = [b for b in order if len(train_set.feats[b[-1]]) <= cap] or order[:1]
         t0 = time.time()
         tr_loss, _ = run_epoch(trainer, train_set, order, cfg, opt, gen, f"epoch {epoch}", world, rank)
         if device.type == "cuda":

@@ -121,7 +121,8 @@ class Utterances:
             else:
                 merged.append(b)
         if len(merged) > 1 and len(merged[-1]) < min_size:
-            merged[-2] += merged.pop()
+            last = merged.pop()
+            merged[-1] = merged[-1] + last
         return merged
 
     def collate(self, idx: list[int], device: torch.device):
