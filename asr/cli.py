@@ -77,7 +77,7 @@ def cmd_features(a: argparse.Namespace) -> None:
             target = Path(str(Path(d)).rstrip("/") + a.suffix)
             DataDir.load(d, require_text=False).write(target)
             d = target
-        make_features(d, cfg)
+        make_features(d, cfg, nj=a.nj)
 
 
 def cmd_perturb_speed(a: argparse.Namespace) -> None:
@@ -463,6 +463,8 @@ def cmd_align(a: argparse.Namespace) -> None:
     from asr.utils import atomic_open, write_text_atomic
 
     opts = _load_section(a.config, "align", a.set)
+    if a.nj > 1:
+        opts["nj"] = a.nj
     if a.data:
         if a.audio or not a.out:
             raise AsrError("--data DIR aligns a data dir into --out DIR (no AUDIO TRANSCRIPT with it)")
@@ -631,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", nargs="+")
     sp.add_argument("--section", default="features", help="config section with the options (e.g. fbank)")
     sp.add_argument("--suffix", help="compute into a copy of each data dir named DIR+SUFFIX (e.g. _fbank)")
+    sp.add_argument("--nj", type=positive_int, default=1, help="parallel processes (the same features for any nj)")
     config_opts(sp)
 
     sp = add("perturb-speed", cmd_perturb_speed, "copy a data dir at several speeds (Kaldi's 3-way speed perturbation)",
@@ -754,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("audio", nargs="?", help="one audio file (wav, flac, AN4 .raw)")
     sp.add_argument("transcript", nargs="?", help="its words, in quotes")
     sp.add_argument("--data", "--data-dir", dest="data", help="align every utterance of a data dir (its text file)")
+    sp.add_argument("--nj", type=positive_int, default=1, help="parallel processes for --data (the same alignments)")
     sp.add_argument("--out", help="output file (one audio; default stdout) or folder (--data: alignments, "
                                   "words.ctm, phones.ctm, and the --format files)")
     sp.add_argument("--format", default="ctm", choices=["ctm", "json", "textgrid"],

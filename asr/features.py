@@ -10,6 +10,7 @@ keeps one stored copy serving every model type.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import logging
 import zlib
 from dataclasses import dataclass
@@ -245,12 +246,13 @@ def speaker_cmvn_stats(feats: dict[str, np.ndarray], utt2spk: dict[str, str]) ->
     return {spk: cmvn_stats(feats[u] for u in utts) for spk, utts in sorted(by_spk.items())}
 
 
-def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
+def make_features(data_dir: str | Path, cfg: FeatureConfig, nj: int = 1) -> None:
     """Compute and store raw features + per-speaker CMVN stats for a data dir.
 
     Writes ``feats.{ark,scp}``, ``cmvn.{ark,scp}``, ``utt2num_frames``, ``feats_conf.json`` and
     ``feats_inputs.json`` (hashes of wav.scp, segments, utt2spk and the audio files' sizes and
-    times) into the data dir, atomically. Skips the work only if both match.
+    times) into the data dir, atomically. Skips the work only if both match. ``nj`` processes
+    share the recordings (Kaldi's --nj); every utterance's features are the same for any nj.
     """
     data_dir = Path(data_dir)
     data = DataDir.load(data_dir, require_text=False)
@@ -265,15 +267,20 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
         changed = [k for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
         log.info("%s: %s changed since the features were computed; recomputing", data_dir,
                  ", ".join((["feature options"] if not same_conf else []) + changed))
-    feats: dict[str, np.ndarray] = {}
-    audio = AudioReader(data, cfg.sample_rate)
     utts = data.utts_by_recording()
-    for utt in tqdm(utts, desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None):
-        samples, _ = audio(utt)
-        f = compute_features(samples, cfg)
-        if f.shape[0] == 0:
-            raise AsrError(f"{data_dir}: utterance {utt} is shorter than one analysis window")
-        feats[utt] = f
+    if nj > 1 and len(utts) > 1:
+        # contiguous shares keep each recording's segments together (one read per recording)
+        bounds = np.linspace(0, len(utts), nj + 1).astype(int)
+        _FEATS.update(data=data, cfg=cfg, data_dir=data_dir)
+        try:
+            with mp.get_context("fork").Pool(nj, initializer=_single_thread) as pool:
+                parts = pool.map(_feature_share, [utts[a:b] for a, b in zip(bounds, bounds[1:]) if b > a])
+        finally:
+            _FEATS.clear()
+        computed = {u: f for part in parts for u, f in part.items()}
+        feats = {u: computed[u] for u in utts}
+    else:
+        feats = _compute_utterances(data, cfg, data_dir, utts, show=True)
     _write_ark(data_dir / "feats", feats)
     spk_stats = speaker_cmvn_stats(feats, data.utt2spk)
     _write_ark(data_dir / "cmvn", spk_stats)
@@ -283,6 +290,33 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig) -> None:
     n_frames = sum(f.shape[0] for f in feats.values())
     log.info("%s: %d utterances, %d frames (%.1f h), dim %d, %d speakers", data_dir, len(feats),
              n_frames, n_frames * cfg.frame_shift_ms / 3.6e6, cfg.dim, len(spk_stats))
+
+
+def _compute_utterances(data: DataDir, cfg: FeatureConfig, data_dir: Path, utts: list[str],
+                        show: bool = False) -> dict[str, np.ndarray]:
+    feats: dict[str, np.ndarray] = {}
+    audio = AudioReader(data, cfg.sample_rate)
+    for utt in tqdm(utts, desc=f"features {data_dir.name}", unit="utt", leave=False, disable=None if show else True):
+        samples, _ = audio(utt)
+        f = compute_features(samples, cfg)
+        if f.shape[0] == 0:
+            raise AsrError(f"{data_dir}: utterance {utt} is shorter than one analysis window")
+        feats[utt] = f
+    return feats
+
+
+# Worker state of parallel feature extraction (inherited through fork).
+_FEATS: dict = {}
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _feature_share(utts: list[str]) -> dict[str, np.ndarray]:
+    return _compute_utterances(_FEATS["data"], _FEATS["cfg"], _FEATS["data_dir"], utts)
 
 
 def _write_ark(stem: Path, mats: dict[str, np.ndarray]) -> None:

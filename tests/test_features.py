@@ -178,3 +178,25 @@ def test_sliding_cmvn_is_the_same_for_a_data_dir_and_a_single_file(tmp_path):
         np.testing.assert_allclose(from_dir[u], transform(raw, sliding), atol=1e-4)
         np.testing.assert_allclose(from_dir[u], sliding_cmvn(raw, 100), atol=1e-4)
         assert not np.allclose(by_speaker[u], from_dir[u], atol=1e-2)
+
+
+def test_features_with_three_jobs_equal_one(tmp_path):
+    import soundfile as sf
+
+    from asr.datadir import DataDir
+
+    rate = 16000
+    wavs = {f"s{k % 2}-{k}": _noise(rate // 2 + 1000 * k, k) for k in range(5)}
+    for u, x in wavs.items():
+        sf.write(tmp_path / f"{u}.wav", x, rate)
+    for nj in (1, 3):
+        DataDir(wav={u: str(tmp_path / f"{u}.wav") for u in wavs}, text={u: ["A"] for u in wavs},
+                utt2spk={u: u.split("-")[0] for u in wavs}).write(tmp_path / f"d{nj}")
+        make_features(tmp_path / f"d{nj}", FeatureConfig(dither=0.0), nj=nj)
+    raw = FeaturePipeline(cmvn=False, delta_order=0)
+    one, three = load_features(tmp_path / "d1", raw), load_features(tmp_path / "d3", raw)
+    assert list(one) == list(three) and len(one) == 5
+    assert (tmp_path / "d1" / "feats.ark").read_bytes() == (tmp_path / "d3" / "feats.ark").read_bytes()
+    for u in one:
+        np.testing.assert_array_equal(one[u], three[u])
+    assert (tmp_path / "d1" / "cmvn.ark").read_bytes() == (tmp_path / "d3" / "cmvn.ark").read_bytes()

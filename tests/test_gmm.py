@@ -111,6 +111,29 @@ def test_accumulate_matches_reference_posteriors():
         np.testing.assert_allclose(stats.sx[p].sum(0), x[pdf_ids == p].sum(0), rtol=1e-9, atol=1e-9)
 
 
+def test_accumulate_with_padding_and_two_jobs_is_exact():
+    """Pdfs with fewer components than the widest (padding) and two processes: the same sums."""
+    rng = np.random.default_rng(11)
+    P, M, D = 7, 5, 4
+    lw = np.log(rng.dirichlet(np.ones(M), size=P))
+    for p, m in enumerate([5, 1, 2, 3, 5, 1, 4]):
+        lw[p, m:] = -np.inf
+    lw -= np.logaddexp.reduce(lw, axis=1, keepdims=True)
+    gmm = DiagGmmSet(rng.normal(0, 2, (P, M, D)), rng.uniform(0.5, 2, (P, M, D)), lw)
+    x = rng.normal(0, 2, (3000, D))
+    pdf_ids = rng.integers(-1, P, 3000)  # -1: frames left out
+    one = gmm.accumulate(x, pdf_ids)
+    two = gmm.accumulate(x, pdf_ids, nj=3)
+    for a, b in ((one.occ, two.occ), (one.sx, two.sx), (one.sxx, two.sxx)):
+        np.testing.assert_array_equal(a, b)
+    assert one.loglik == two.loglik
+    ref = _reference_loglik(gmm, x)
+    keep = pdf_ids >= 0
+    np.testing.assert_allclose(one.loglik, ref[np.flatnonzero(keep), pdf_ids[keep]].sum(), rtol=1e-9)
+    assert np.all(one.occ[np.isinf(lw)] == 0)
+    np.testing.assert_allclose(one.occ.sum(1), np.bincount(pdf_ids[keep], minlength=P), rtol=1e-9)
+
+
 def test_variance_floor():
     rng = np.random.default_rng(11)
     x = np.stack([rng.normal(0, 1, 500), rng.normal(5, 0.01, 500)], 1)

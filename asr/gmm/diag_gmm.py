@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import multiprocessing as mp
 from dataclasses import dataclass
 
 import numba
@@ -33,6 +34,16 @@ class GmmStats:
     sxx: np.ndarray
     loglik: float = 0.0
     frames: int = 0
+
+
+# Worker state of parallel accumulation (inherited through fork: nothing is pickled but results).
+_ACC: dict = {}
+
+
+def _accumulate_share(job: tuple[int, int]) -> dict:
+    k, nj = job
+    g = _ACC["gmm"]
+    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], _ACC["pdf_ids"], range(k, g.num_pdfs, nj))
 
 
 @numba.njit(cache=True)
@@ -183,7 +194,8 @@ class DiagGmmSet:
                 post /= norm
                 yield p, rows, post, (top + np.log(norm))[:, 0]
 
-    def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None) -> GmmStats:
+    def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None,
+                   nj: int = 1) -> GmmStats:
         """Viterbi-EM statistics: each frame belongs to one pdf, soft over its components.
 
         Args:
@@ -192,19 +204,44 @@ class DiagGmmSet:
             stats_feats: optional (N, D') other features of the same frames whose statistics
                 are gathered with ``feats``' posteriors (Kaldi's gmm-acc-stats-twofeats:
                 the speaker-independent model of a SAT system).
+            nj: processes; each takes every nj-th pdf, so the statistics are identical to one
+                process's (every pdf's sums are made in the same order, whoever makes them).
         """
         P, M, _ = self.means.shape
         src = feats if stats_feats is None else stats_feats
         D = src.shape[1]
         stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
-        for p, rows, post, tot in self.frame_posteriors(feats, pdf_ids):
-            xc = src[rows].astype(np.float64)
-            m = post.shape[1]
-            stats.loglik += float(tot.sum())
-            stats.occ[p, :m] += post.sum(0)
-            stats.sx[p, :m] += post.T @ xc
-            stats.sxx[p, :m] += post.T @ (xc * xc)
+        if nj > 1:
+            _ACC.update(gmm=self, feats=feats, src=src, pdf_ids=pdf_ids)
+            try:
+                with mp.get_context("fork").Pool(nj) as pool:
+                    parts = pool.map(_accumulate_share, [(k, nj) for k in range(nj)])
+            finally:
+                _ACC.clear()
+        else:
+            parts = [self._accumulate_pdfs(feats, src, pdf_ids, range(P))]
+        logliks = np.zeros(P)
+        for part in parts:
+            for p, (ll, occ, sx, sxx) in part.items():
+                m = len(occ)
+                logliks[p], stats.occ[p, :m], stats.sx[p, :m], stats.sxx[p, :m] = ll, occ, sx, sxx
+        stats.loglik = float(logliks.sum())
         return stats
+
+    def _accumulate_pdfs(self, feats: np.ndarray, src: np.ndarray, pdf_ids: np.ndarray, pdfs) -> dict:
+        """{pdf: (log-likelihood sum, occ (m,), sum x (m, D), sum x^2 (m, D))} of the pdfs given."""
+        wanted = np.zeros(self.num_pdfs, dtype=bool)
+        wanted[list(pdfs)] = True
+        ids = np.where(wanted[np.maximum(pdf_ids, 0)] & (pdf_ids >= 0), pdf_ids, -1)
+        out: dict[int, list] = {}
+        for p, rows, post, tot in self.frame_posteriors(feats, ids):
+            xc = src[rows].astype(np.float64)
+            acc = out.setdefault(p, [0.0, 0.0, 0.0, 0.0])
+            acc[0] += float(tot.sum())
+            acc[1] = acc[1] + post.sum(0)
+            acc[2] = acc[2] + post.T @ xc
+            acc[3] = acc[3] + post.T @ (xc * xc)
+        return {p: tuple(v) for p, v in out.items()}
 
     def update(self, stats: GmmStats, var_floor: np.ndarray, min_occ: float = 3.0,
                min_weight: float = 1e-5) -> None:

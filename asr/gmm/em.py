@@ -47,6 +47,7 @@ class GmmTrainConfig(Config):
     delta_order: int = 2
     norm_vars: bool = False
     cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
+    nj: int = 1  # processes for alignment and statistics (Kaldi's --nj); the model is the same for any nj
 
 
 class FeatureUpdater(Protocol):
@@ -95,7 +96,9 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
     history: list[dict] = []
     first_iter = 0
     ckpt = out_dir / "checkpoint.npz"
-    fp = json.dumps({**fingerprint, "config": dataclasses.asdict(cfg)}, sort_keys=True)
+    # Any nj gives the same model: a run may resume with another.
+    fp = json.dumps({**fingerprint, "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "nj"}},
+                    sort_keys=True)
     if ckpt.exists():
         state = _load_checkpoint(ckpt, fp)
         if state is not None:
@@ -124,7 +127,7 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
         utts = sorted(frame_pdfs)
         if utts != x_utts:  # the training frames change only when an utterance drops out
             x, x_utts = np.concatenate([feats[u] for u in utts]), utts
-        stats = gmm.accumulate(x, np.concatenate([frame_pdfs[u] for u in utts]))
+        stats = gmm.accumulate(x, np.concatenate([frame_pdfs[u] for u in utts]), nj=cfg.nj)
         gmm.update(stats, var_floor, cfg.min_gauss_occ)
         if it > 0:
             gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)

@@ -106,7 +106,7 @@ def train_sat(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, p
         utts = sorted(final)
         si_gmm = copy.deepcopy(model.gmm)
         stats = model.gmm.accumulate(np.concatenate([feats[u] for u in utts]), np.concatenate([final[u] for u in utts]),
-                                     stats_feats=np.concatenate([si_feats[u] for u in utts]))
+                                     stats_feats=np.concatenate([si_feats[u] for u in utts]), nj=cfg.nj)
         si_gmm.update(stats, cfg.var_floor * global_stats(si_feats, utts)[1], cfg.min_gauss_occ)
         model.si_gmm = si_gmm
         model.info["fmllr"] = {"silence_pdfs": sorted(silence_pdfs(model, sil_phones)),

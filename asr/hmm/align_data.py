@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ class Aligner:
     (a GMM-HMM, or any model with ``scores(feats)``: a DNN's scaled likelihoods)."""
 
     def __init__(self, model, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
-                 acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0):
+                 acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0,
+                 nj: int = 1):
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
+        self.nj = nj  # processes (Kaldi's --nj); each path is exact, so the result is the same for any nj
 
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
@@ -54,14 +57,42 @@ class Aligner:
         return self.acoustic_scale * ll
 
     def align(self) -> dict[str, Alignment]:
-        with torch.no_grad():
-            res = align_utterances(self.graphs, self.emissions, self.model.trans.log_probs, self.transition_scale,
-                                   num_frames={u: len(self.feats[u]) for u in self.graphs})
+        if self.nj > 1 and len(self.graphs) > 1:
+            # Utterances dealt round-robin by length, so every job gets long and short ones.
+            by_length = sorted(self.graphs, key=lambda u: -len(self.feats[u]))
+            shares = [by_length[k::self.nj] for k in range(self.nj)]
+            _ALIGN["aligner"] = self
+            try:
+                with mp.get_context("fork").Pool(self.nj, initializer=_single_thread) as pool:
+                    res = {}
+                    for part in pool.map(_align_share, [s for s in shares if s]):
+                        res.update(part)
+            finally:
+                _ALIGN.clear()
+        else:
+            res = self._align(list(self.graphs))
         failed = sorted(u for u, a in res.items() if a is None)
         if failed:
             log.warning("%d utterance(s) could not be aligned (too short for their transcript): %s",
                         len(failed), " ".join(failed[:10]))
-        return {u: a for u, a in res.items() if a is not None}
+        return {u: res[u] for u in self.graphs if res[u] is not None}
+
+    def _align(self, utts: list[str]) -> dict[str, Alignment | None]:
+        with torch.no_grad():
+            return align_utterances({u: self.graphs[u] for u in utts}, self.emissions, self.model.trans.log_probs,
+                                    self.transition_scale, num_frames={u: len(self.feats[u]) for u in utts})
+
+
+# Worker state of parallel alignment (inherited through fork).
+_ALIGN: dict = {}
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)  # each job is one process, as Kaldi's
+
+
+def _align_share(utts: list[str]) -> dict[str, Alignment | None]:
+    return _ALIGN["aligner"]._align(utts)
 
 
 def save_alignment_outputs(ali_dir: Path, model, graphs: dict[str, AlignGraph],
@@ -178,19 +209,20 @@ def _force_align(model, feats: dict[str, np.ndarray], text: dict[str, list[str]]
                  ) -> tuple[dict[str, AlignGraph], dict[str, Alignment], dict[str, np.ndarray]]:
     """Training graphs of ``text``, their alignments and (a SAT model) the speakers' fMLLR
     transforms, with the ``[align]`` options (sil_prob, acoustic_scale, transition_scale,
-    boost_silence; the model's defaults otherwise). A SAT model adapts to each speaker of
+    boost_silence, nj; the model's defaults otherwise). A SAT model adapts to each speaker of
     ``utt2spk`` (default: each utterance alone)."""
+    nj = int(opts.get("nj", 1))  # processes (any nj: the same exact alignments)
     graphs = {u: build_align_graph(words, model.lexicon, model.phones, model.trans, model.ctx, model.silence_phone,
                                    opts.get("sil_prob", 0.5), u) for u, words in text.items()}
     scales = align_scales(model, opts)
     if getattr(model, "speaker_adaptive", False):
         # Kaldi's align_fmllr.sh: align speaker-independently, estimate each speaker's fMLLR
         # from that alignment, align again with the adapted features.
-        first = Aligner(model.first_pass(), feats, graphs, *scales).align()
+        first = Aligner(model.first_pass(), feats, graphs, *scales, nj=nj).align()
         feats, transforms = model.adapt(feats, {u: graphs[u].pdf[a.states] for u, a in first.items()},
                                         utt2spk or {})
-        return graphs, Aligner(model, feats, graphs, *scales).align(), transforms
-    return graphs, Aligner(model, feats, graphs, *scales).align(), {}
+        return graphs, Aligner(model, feats, graphs, *scales, nj=nj).align(), transforms
+    return graphs, Aligner(model, feats, graphs, *scales, nj=nj).align(), {}
 
 
 def align_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, opts: dict | None = None
