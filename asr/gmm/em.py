@@ -48,6 +48,7 @@ class GmmTrainConfig(Config):
     norm_vars: bool = False
     cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
     nj: int = 1  # processes for alignment and statistics (Kaldi's --nj); the model is the same for any nj
+    device: str = "cpu"  # cuda: statistics and alignment in torch on the GPU ("torch": that code on the CPU)
 
 
 class FeatureUpdater(Protocol):
@@ -96,8 +97,9 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
     history: list[dict] = []
     first_iter = 0
     ckpt = out_dir / "checkpoint.npz"
-    # Any nj gives the same model: a run may resume with another.
-    fp = json.dumps({**fingerprint, "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "nj"}},
+    # Any nj gives the same model (a device only other rounding): a run may resume with another.
+    fp = json.dumps({**fingerprint, "config": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                               if k not in ("nj", "device")}},
                     sort_keys=True)
     if ckpt.exists():
         state = _load_checkpoint(ckpt, fp)
@@ -127,7 +129,13 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
         utts = sorted(frame_pdfs)
         if utts != x_utts:  # the training frames change only when an utterance drops out
             x, x_utts = np.concatenate([feats[u] for u in utts]), utts
-        stats = gmm.accumulate(x, np.concatenate([frame_pdfs[u] for u in utts]), nj=cfg.nj)
+        pdf_ids = np.concatenate([frame_pdfs[u] for u in utts])
+        if cfg.device == "cpu":
+            stats = gmm.accumulate(x, pdf_ids, nj=cfg.nj)
+        else:
+            from asr.gmm.torch_gmm import TorchGmm, torch_device
+
+            stats = TorchGmm(gmm, torch_device(cfg.device)).accumulate(x, pdf_ids)
         gmm.update(stats, var_floor, cfg.min_gauss_occ)
         if it > 0:
             gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)

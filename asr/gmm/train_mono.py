@@ -63,7 +63,8 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     gmm = DiagGmmSet.flat_start(ctx.num_pdfs, mean, var)
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, ctx, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))
-    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence, cfg.nj)
+    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence, cfg.nj,
+                      cfg.device)
     frame_pdfs: dict[str, np.ndarray] = {}
     for utt in data.utts():
         path = equal_alignment(graphs[utt], len(feats[utt]))

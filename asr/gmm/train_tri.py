@@ -121,7 +121,8 @@ def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, 
     graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, tree, sil_phone,
                                      cfg.sil_prob, utt)
               for utt in data.utts()}
-    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence, cfg.nj)
+    aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence, cfg.nj,
+                      cfg.device)
     fingerprint = {"data": str(data_dir.resolve()), "ali": str(ali_dir.resolve()), "frames": num_frames,
                    "tree": json.dumps(tree.to_dict()), "pipeline": json.dumps(pipeline.to_dict())}
     history = run_em(model, aligner, feats, frame_pdfs, cfg, var_floor, out_dir, fingerprint, name, updater)

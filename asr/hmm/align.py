@@ -128,7 +128,8 @@ def arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> t
 
 def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, AlignGraph], torch.Tensor],
                      trans_log_probs: np.ndarray, transition_scale: float = 0.1, *,
-                     num_frames: dict[str, int], max_batch_elems: int = 8_000_000) -> dict[str, Alignment | None]:
+                     num_frames: dict[str, int], max_batch_elems: int = 8_000_000,
+                     device: torch.device | None = None) -> dict[str, Alignment | None]:
     """Align many utterances, batching those of similar length.
 
     Emissions are computed one batch at a time, so memory holds one batch of (T, S)
@@ -141,6 +142,8 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
         transition_scale: weight of the HMM transition log-probs (Kaldi's self-loop scale).
         num_frames: utt -> T, to batch utterances of similar length.
         max_batch_elems: bound on B * T * S per batch (memory).
+        device: align each batch at once with :func:`asr.gmm.torch_gmm.viterbi_torch` on this
+            torch device (a GPU); None: the compiled CPU recursion, one utterance at a time.
     """
     tlp = torch.from_numpy(trans_log_probs).float() * transition_scale
     results: dict[str, Alignment | None] = {}
@@ -151,7 +154,16 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
         arcs = [arc_scores(g.pred_tid, g.pred_graph, tlp) for g in gs]
         finals = [arc_scores(g.final_tid, g.final_graph, tlp) for g in gs]
         emissions = [emission_fn(u, g) for u, g in zip(batch, gs)]
-        for u, a in zip(batch, viterbi_batch(gs, emissions, arcs, finals)):
+        if device is None:
+            alis = viterbi_batch(gs, emissions, arcs, finals)
+        else:
+            from asr.gmm.torch_gmm import alignments_from_paths, viterbi_torch
+
+            paths = viterbi_torch([g.pred.astype(np.int64) for g in gs], [a.numpy() for a in arcs],
+                                  [g.init_graph for g in gs], [f.numpy() for f in finals],
+                                  [e.cpu().numpy() for e in emissions], device)
+            alis = alignments_from_paths(gs, paths)
+        for u, a in zip(batch, alis):
             results[u] = a
         batch.clear()
 

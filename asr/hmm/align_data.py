@@ -43,21 +43,33 @@ class Aligner:
 
     def __init__(self, model, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0,
-                 nj: int = 1):
+                 nj: int = 1, device: str = "cpu"):
+        from asr.gmm.torch_gmm import torch_device
+
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
         self.nj = nj  # processes (Kaldi's --nj); each path is exact, so the result is the same for any nj
+        # "cuda" (or "torch": the same code on the CPU): GMM scores and batched Viterbi in torch
+        self.device = torch_device(device)
+        self._torch_gmm = None
 
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        ll = pdf_scores(self.model, self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
+        if self._torch_gmm is not None:
+            ll = self._torch_gmm.log_likelihoods(self.feats[utt])[:, torch.from_numpy(g.pdf).to(self.device)].cpu()
+        else:
+            ll = pdf_scores(self.model, self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
         if self.boost_silence != 1.0:
             ll += torch.from_numpy(silence_boost(self.model, g, self.boost_silence)).float()
         return self.acoustic_scale * ll
 
     def align(self) -> dict[str, Alignment]:
-        if self.nj > 1 and len(self.graphs) > 1:
+        if self.device is not None and getattr(self.model, "gmm", None) is not None:
+            from asr.gmm.torch_gmm import TorchGmm
+
+            self._torch_gmm = TorchGmm(self.model.gmm, self.device)  # the model's current parameters
+        if self.nj > 1 and len(self.graphs) > 1 and self.device is None:
             # Utterances dealt round-robin by length, so every job gets long and short ones.
             by_length = sorted(self.graphs, key=lambda u: -len(self.feats[u]))
             shares = [by_length[k::self.nj] for k in range(self.nj)]
@@ -80,7 +92,8 @@ class Aligner:
     def _align(self, utts: list[str]) -> dict[str, Alignment | None]:
         with torch.no_grad():
             return align_utterances({u: self.graphs[u] for u in utts}, self.emissions, self.model.trans.log_probs,
-                                    self.transition_scale, num_frames={u: len(self.feats[u]) for u in utts})
+                                    self.transition_scale, num_frames={u: len(self.feats[u]) for u in utts},
+                                    device=self.device)
 
 
 # Worker state of parallel alignment (inherited through fork).
