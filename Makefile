@@ -8,7 +8,7 @@ VENV   := .venv
 ASR    := $(VENV)/bin/asr
 export ASR_CORPUS_MIRROR ?= $(abspath ../shared/corpora)
 
-.PHONY: setup run test lock an4 fsdd clean
+.PHONY: setup run test lock an4 fsdd clean bench
 setup: $(VENV)/.installed
 # Exactly the locked set: the installer first, then every package at its locked version,
 # then asr itself in editable mode without resolving anything again.
@@ -39,6 +39,11 @@ lock:
 	mv requirements.lock.tmp requirements.lock
 	rm -rf $(LOCK_VENV)
 	@echo "wrote requirements.lock ($$(grep -c '==' requirements.lock) packages)"
+
+# One table of speed and memory figures (medians of 3 runs) in bench/RESULTS.md; needs AN4
+# through tri1 (make -C recipes/an4 5) for the GMM rows. On a GPU machine: sh bench/gpu.sh.
+bench: setup
+	$(VENV)/bin/python bench/run_bench.py --runs 3 --out bench/RESULTS.md
 
 run: setup
 	$(MAKE) -C recipes/yesno

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
+from asr.nnet.optim import Optimizer
 from asr.nnet.ctc_train import CtcTrainConfig, build_utterances, run_epoch
 from bench_dnn import sync  # this folder is on sys.path when a bench script runs
 
@@ -36,7 +37,7 @@ def main() -> None:
     cfg = CtcTrainConfig(net=CtcNetConfig(num_layers=a.layers, hidden_dim=a.dim, subsample=a.subsample, dropout=0.0),
                          batch_frames=a.batch_frames, bf16=a.bf16, device=a.device)
     net = CtcNet(cfg.net, 40, a.tokens).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    opt = Optimizer(net, cfg)
     N, T = max(1, a.batch_frames // 270), 270
     x = torch.randn(N, T, 40, device=device)
     lengths = torch.full((N,), T)
@@ -52,9 +53,7 @@ def main() -> None:
             with autocast:
                 logp, out_len = net(x, lengths)
             loss = loss_fn(logp.float().transpose(0, 1), tgt, out_len.to(device), tgt_len)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            opt.step(loss)  # zero_grad, backward, step
         sync(device)
     bare = steps * N * T / (time.time() - t)
     rng = np.random.default_rng(0)

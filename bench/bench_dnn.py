@@ -40,7 +40,7 @@ def main() -> None:
     cfg = TrainConfig(net=NetConfig(num_layers=a.layers, hidden_dim=a.dim, context=5, batch_norm=False),
                       batch_size=a.batch, bf16=a.bf16, device=a.device)
     net = AcousticNet(cfg.net, 40, a.pdfs).to(device)
-    opt = make_optimizer(net.parameters(), cfg)
+    opt = make_optimizer(net, cfg)
     x = torch.randn(a.batch, 440, device=device)
     y = torch.randint(0, a.pdfs, (a.batch,), device=device)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=a.bf16)
@@ -51,9 +51,7 @@ def main() -> None:
         for _ in range(n):
             with autocast:
                 loss = torch.nn.functional.cross_entropy(net(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            opt.step(loss)  # zero_grad, backward, step
         sync(device)
     bare = steps * a.batch / (time.time() - t)
     # Real pipeline: AN4-like utterances (about 270 frames each).
