@@ -113,13 +113,13 @@ def frame_shift_s(model) -> float:
     return model.feature.frame_shift_ms / 1000 * getattr(model, "subsample", 1)
 
 
-def pdf_scores(model, feats: np.ndarray, pdfs: np.ndarray):
+def pdf_scores(model, feats: np.ndarray, pdfs: np.ndarray, device=None):
     """(T, len(pdfs)) torch scores of some pdfs only: a GMM evaluates just those
-    (``model.pdf_scores``); other models compute all and pick."""
+    (``model.pdf_scores``, on a torch ``device`` when given); other models compute all and pick."""
     import torch
 
     if hasattr(model, "pdf_scores"):
-        return model.pdf_scores(feats, pdfs)
+        return model.pdf_scores(feats, pdfs, device) if device is not None else model.pdf_scores(feats, pdfs)
     return torch.from_numpy(model.scores(feats)).float()[:, torch.from_numpy(np.asarray(pdfs))]
 
 

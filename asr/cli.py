@@ -16,6 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from asr.parallel import blas_threads
 from asr.utils import AsrError, one_line, read_json, read_utf8, setup_logging
 
 log = logging.getLogger("asr")
@@ -112,26 +113,33 @@ def cmd_subset_data(a: argparse.Namespace) -> None:
 def cmd_train_mono(a: argparse.Namespace) -> None:
     from asr.gmm.train_mono import MonoConfig, train_mono
 
-    train_mono(a.data, a.lang, a.out, MonoConfig.from_dict(_load_section(a.config, "mono", a.set)))
+    cfg = MonoConfig.from_dict(_load_section(a.config, "mono", a.set))
+    with blas_threads(cfg.blas_threads):
+        train_mono(a.data, a.lang, a.out, cfg)
 
 
 def cmd_train_tri(a: argparse.Namespace) -> None:
     from asr.gmm.train_tri import TriConfig, train_tri
 
-    train_tri(a.data, a.lang, a.ali, a.out, TriConfig.from_dict(_load_section(a.config, a.section, a.set)))
+    cfg = TriConfig.from_dict(_load_section(a.config, a.section, a.set))
+    with blas_threads(cfg.blas_threads):
+        train_tri(a.data, a.lang, a.ali, a.out, cfg)
 
 
 def cmd_train_lda_mllt(a: argparse.Namespace) -> None:
     from asr.gmm.train_lda_mllt import LdaMlltConfig, train_lda_mllt
 
-    train_lda_mllt(a.data, a.lang, a.ali, a.out, LdaMlltConfig.from_dict(_load_section(a.config, a.section, a.set)))
+    cfg = LdaMlltConfig.from_dict(_load_section(a.config, a.section, a.set))
+    with blas_threads(cfg.blas_threads):
+        train_lda_mllt(a.data, a.lang, a.ali, a.out, cfg)
 
 
 def cmd_train_sat(a: argparse.Namespace) -> None:
     from asr.gmm.train_sat import SatConfig, train_sat
 
-    train_sat(a.data, a.lang, a.ali or f"{a.prev}/ali", a.prev, a.out,
-              SatConfig.from_dict(_load_section(a.config, a.section, a.set)))
+    cfg = SatConfig.from_dict(_load_section(a.config, a.section, a.set))
+    with blas_threads(cfg.blas_threads):
+        train_sat(a.data, a.lang, a.ali or f"{a.prev}/ali", a.prev, a.out, cfg)
 
 
 def cmd_train_dnn(a: argparse.Namespace) -> None:

@@ -10,7 +10,6 @@ keeps one stored copy serving every model type.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import logging
 import zlib
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from asr import backend
 from asr.arkio import write_ark_scp
 from asr.datadir import FEATS_INPUTS, AudioReader, DataDir, feature_input_hashes
+from asr.parallel import fork_pool
 from asr.utils import AsrError, Config, read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def make_features(data_dir: str | Path, cfg: FeatureConfig, nj: int = 1) -> None
         bounds = np.linspace(0, len(utts), nj + 1).astype(int)
         _FEATS.update(data=data, cfg=cfg, data_dir=data_dir)
         try:
-            with mp.get_context("fork").Pool(nj, initializer=_single_thread) as pool:
+            with fork_pool(nj) as pool:
                 parts = pool.map(_feature_share, [utts[a:b] for a, b in zip(bounds, bounds[1:]) if b > a])
         finally:
             _FEATS.clear()
@@ -307,12 +307,6 @@ def _compute_utterances(data: DataDir, cfg: FeatureConfig, data_dir: Path, utts:
 
 # Worker state of parallel feature extraction (inherited through fork).
 _FEATS: dict = {}
-
-
-def _single_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _feature_share(utts: list[str]) -> dict[str, np.ndarray]:

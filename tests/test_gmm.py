@@ -169,3 +169,18 @@ def test_mix_up_targets_and_weights():
     small = DiagGmmSet.flat_start(1, np.zeros(2), np.ones(2))
     small.mix_up(100, np.array([500.0]))
     assert small.total_gaussians() == 25
+
+
+def test_ragged_round_trip_keeps_every_component():
+    rng = np.random.default_rng(12)
+    lw = np.log(rng.dirichlet(np.ones(4), size=3))
+    lw[0, 2:] = -np.inf
+    lw[2, 1:] = -np.inf
+    gmm = DiagGmmSet(rng.normal(size=(3, 4, 2)), rng.uniform(0.5, 1, (3, 4, 2)), lw)
+    back = DiagGmmSet.from_ragged(gmm.to_ragged())
+    assert back.means.shape == gmm.means.shape and list(back.num_components()) == [2, 4, 1]
+    real = np.isfinite(lw)
+    np.testing.assert_array_equal(back.log_weights, lw)
+    np.testing.assert_array_equal(back.means[real], gmm.means[real])
+    x = rng.normal(size=(5, 2))
+    np.testing.assert_allclose(back.log_likelihoods(x), gmm.log_likelihoods(x))

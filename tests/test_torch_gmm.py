@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from asr.gmm.diag_gmm import DiagGmmSet
-from asr.gmm.torch_gmm import TorchGmm, torch_device, viterbi_torch
+from asr.gmm.torch_gmm import TorchGmm
+from asr.hmm.align_torch import torch_device, viterbi_torch
 from asr.hmm.align import _viterbi_one
 from asr.utils import AsrError
 

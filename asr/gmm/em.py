@@ -48,6 +48,7 @@ class GmmTrainConfig(Config):
     norm_vars: bool = False
     cmvn_window: int = 0  # > 0: sliding CMVN over this many frames (Kaldi apply-cmvn-sliding), not per speaker
     nj: int = 1  # processes for alignment and statistics (Kaldi's --nj); the model is the same for any nj
+    blas_threads: int = 1  # BLAS threads per process (0: the library's default); small matmuls run best on one
     device: str = "cpu"  # cuda: statistics and alignment in torch on the GPU ("torch": that code on the CPU)
 
 
@@ -99,14 +100,14 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
     ckpt = out_dir / "checkpoint.npz"
     # Any nj gives the same model (a device only other rounding): a run may resume with another.
     fp = json.dumps({**fingerprint, "config": {k: v for k, v in dataclasses.asdict(cfg).items()
-                                               if k not in ("nj", "device")}},
+                                               if k not in ("nj", "device", "blas_threads")}},
                     sort_keys=True)
     if ckpt.exists():
         state = _load_checkpoint(ckpt, fp)
         if state is not None:
             first_iter, num_gauss, history, frame_pdfs = (state["next_iter"], state["num_gauss"], state["history"],
                                                           state["frame_pdfs"])
-            gmm = model.gmm = DiagGmmSet.from_arrays(state)  # the aligner shares this model
+            gmm = model.gmm = DiagGmmSet.from_ragged(state)  # the aligner shares this model
             trans.log_probs = state["trans_log_probs"]
             if updater is not None:
                 updater.restore({k[len("upd_"):]: v for k, v in state.items() if k.startswith("upd_")}, model)
@@ -133,9 +134,9 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
         if cfg.device == "cpu":
             stats = gmm.accumulate(x, pdf_ids, nj=cfg.nj)
         else:
-            from asr.gmm.torch_gmm import TorchGmm, torch_device
+            from asr.hmm.align_torch import torch_device
 
-            stats = TorchGmm(gmm, torch_device(cfg.device)).accumulate(x, pdf_ids)
+            stats = gmm.on_device(torch_device(cfg.device)).accumulate(x, pdf_ids)
         gmm.update(stats, var_floor, cfg.min_gauss_occ)
         if it > 0:
             gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)
@@ -183,13 +184,13 @@ def _save_checkpoint(path: Path, fingerprint: str, next_iter: int, num_gauss: in
         np.savez(tmp, fingerprint=fingerprint, next_iter=next_iter, num_gauss=num_gauss,
                  history=json.dumps(history), utts=np.array(utts), lengths=np.array([len(frame_pdfs[u]) for u in utts]),
                  frame_pdfs=np.concatenate([frame_pdfs[u] for u in utts]), trans_log_probs=trans_log_probs,
-                 **gmm.to_arrays(), **{f"upd_{k}": v for k, v in updater_state.items()})
+                 **gmm.to_ragged(), **{f"upd_{k}": v for k, v in updater_state.items()})
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
     try:
         with np.load(path) as z:
-            if "frame_pdfs" not in z.files or str(z["fingerprint"]) != fingerprint:
+            if "ragged_counts" not in z.files or str(z["fingerprint"]) != fingerprint:
                 log.warning("%s was written with other options or data; starting from scratch", path)
                 return None
             state = {k: z[k] for k in z.files}

@@ -141,4 +141,4 @@ def transform_gmm(gmm: DiagGmmSet, A: np.ndarray, stats: FullCovStats | None = N
     gmm.variances = gmm.variances @ (A**2).T
     if stats is not None:
         gmm.variances[stats.pdf, stats.comp] = np.einsum("id,gde,ie->gi", A, stats.cov, A)
-    gmm._cache = None
+    gmm.invalidate()

@@ -157,7 +157,7 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
         if device is None:
             alis = viterbi_batch(gs, emissions, arcs, finals)
         else:
-            from asr.gmm.torch_gmm import alignments_from_paths, viterbi_torch
+            from asr.hmm.align_torch import alignments_from_paths, viterbi_torch
 
             paths = viterbi_torch([g.pred.astype(np.int64) for g in gs], [a.numpy() for a in arcs],
                                   [g.init_graph for g in gs], [f.numpy() for f in finals],

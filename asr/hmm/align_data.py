@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from asr.hmm.align_graph import AlignGraph, build_align_graph
 from asr.acoustic import features_for_files, features_for_long_file, frame_shift_s, load_model, pdf_scores
 from asr.hmm.alignments import (FMLLR_TRANSFORMS, save_transforms, segments, to_seconds, tree_fingerprint,
                                 write_alignments, write_ctm)
+from asr.parallel import fork_pool
 from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
@@ -44,38 +44,30 @@ class Aligner:
     def __init__(self, model, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0,
                  nj: int = 1, device: str = "cpu"):
-        from asr.gmm.torch_gmm import torch_device
+        from asr.hmm.align_torch import torch_device
 
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
         self.nj = nj  # processes (Kaldi's --nj); each path is exact, so the result is the same for any nj
         # "cuda" (or "torch": the same code on the CPU): GMM scores and batched Viterbi in torch
         self.device = torch_device(device)
-        self._torch_gmm = None
 
     def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
         """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        if self._torch_gmm is not None:
-            ll = self._torch_gmm.log_likelihoods(self.feats[utt])[:, torch.from_numpy(g.pdf).to(self.device)].cpu()
-        else:
-            ll = pdf_scores(self.model, self.feats[utt], pdfs)[:, torch.from_numpy(inverse)]
+        ll = pdf_scores(self.model, self.feats[utt], pdfs, self.device)[:, torch.from_numpy(inverse)]
         if self.boost_silence != 1.0:
             ll += torch.from_numpy(silence_boost(self.model, g, self.boost_silence)).float()
         return self.acoustic_scale * ll
 
     def align(self) -> dict[str, Alignment]:
-        if self.device is not None and getattr(self.model, "gmm", None) is not None:
-            from asr.gmm.torch_gmm import TorchGmm
-
-            self._torch_gmm = TorchGmm(self.model.gmm, self.device)  # the model's current parameters
         if self.nj > 1 and len(self.graphs) > 1 and self.device is None:
             # Utterances dealt round-robin by length, so every job gets long and short ones.
             by_length = sorted(self.graphs, key=lambda u: -len(self.feats[u]))
             shares = [by_length[k::self.nj] for k in range(self.nj)]
             _ALIGN["aligner"] = self
             try:
-                with mp.get_context("fork").Pool(self.nj, initializer=_single_thread) as pool:
+                with fork_pool(self.nj) as pool:
                     res = {}
                     for part in pool.map(_align_share, [s for s in shares if s]):
                         res.update(part)
@@ -98,10 +90,6 @@ class Aligner:
 
 # Worker state of parallel alignment (inherited through fork).
 _ALIGN: dict = {}
-
-
-def _single_thread() -> None:
-    torch.set_num_threads(1)  # each job is one process, as Kaldi's
 
 
 def _align_share(utts: list[str]) -> dict[str, Alignment | None]:

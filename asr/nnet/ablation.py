@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -237,6 +236,9 @@ def run_ablation(setup: Setup, rows_file: str | Path, table: str | Path | None =
         table = Path(table)
         text = ablation_table(finished, rows, title)
         done = {r["name"]: r for r in finished}
+        notes = tomllib.loads(read_utf8(Path(rows_file))).get("notes", "")
+        if notes:  # the rows file's own discussion of the results
+            text += "\n## Notes\n\n" + notes.strip() + "\n"
         for plot in read_plots(rows_file):
             have = [n for n in plot["rows"] if n in done and "model" in done[n]]
             if len(have) >= 2:

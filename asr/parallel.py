@@ -1,0 +1,43 @@
+"""Kaldi's --nj on one machine: forked worker processes, one thread each.
+
+Workers are forked, so they inherit the parent's data (features, models, graphs) without
+pickling it; only their results come back. Each worker runs single-threaded (BLAS and
+torch), as a Kaldi job does: N jobs then use N cores instead of fighting over them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def single_threaded() -> None:
+    """Limit this process to one BLAS / OpenMP thread and one torch thread."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    import sys
+
+    if "torch" in sys.modules:  # never import torch just for this (GMM work is torch-free)
+        sys.modules["torch"].set_num_threads(1)
+
+
+@contextmanager
+def fork_pool(nj: int) -> Iterator:
+    """A pool of ``nj`` forked single-threaded workers."""
+    with mp.get_context("fork").Pool(nj, initializer=single_threaded) as pool:
+        yield pool
+
+
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """At most ``n`` BLAS threads inside the block (0: leave them as they are). GMM training
+    is many small matmuls, where extra threads cost more in synchronisation than they give."""
+    if n <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(n):
+        yield
