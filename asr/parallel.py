@@ -23,10 +23,15 @@ def single_threaded() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def make_pool(nj: int):
+    """A pool of ``nj`` forked single-threaded workers (the caller terminates it)."""
+    return mp.get_context("fork").Pool(nj, initializer=single_threaded)
+
+
 @contextmanager
 def fork_pool(nj: int) -> Iterator:
-    """A pool of ``nj`` forked single-threaded workers."""
-    with mp.get_context("fork").Pool(nj, initializer=single_threaded) as pool:
+    """A pool of ``nj`` forked single-threaded workers, for a ``with`` block."""
+    with make_pool(nj) as pool:
         yield pool
 
 

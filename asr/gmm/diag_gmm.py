@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from asr.parallel import fork_pool
+from asr.parallel import fork_pool, make_pool
 from asr.utils import AsrError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,35 @@ def _accumulate_share(job: tuple[int, int]) -> dict:
     k, nj = job
     g = _ACC["gmm"]
     return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], _ACC["pdf_ids"], range(k, g.num_pdfs, nj))
+
+
+def _accumulate_remote(job: tuple) -> dict:
+    k, nj, ragged, pdf_ids = job
+    g = DiagGmmSet.from_ragged(ragged)
+    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], pdf_ids, range(k, g.num_pdfs, nj))
+
+
+class StatsPool:
+    """Persistent --nj workers for EM statistics, forked once with the training frames: each
+    iteration sends them only the current GMMs (ragged, a few MB) and the frames' pdfs.
+    (Forking afresh every iteration cost more in page faults than the second core gave.)"""
+
+    def __init__(self, nj: int, feats: np.ndarray, stats_feats: np.ndarray | None = None):
+        self.nj = nj
+        self.feats_dim = (feats if stats_feats is None else stats_feats).shape[1]
+        _ACC.update(feats=feats, src=feats if stats_feats is None else stats_feats)
+        try:
+            self.pool = make_pool(nj)
+        finally:
+            _ACC.clear()  # the workers have their copy; the parent keeps no reference
+
+    def accumulate(self, gmm: "DiagGmmSet", pdf_ids: np.ndarray) -> "GmmStats":
+        ragged = gmm.to_ragged()
+        parts = self.pool.map(_accumulate_remote, [(k, self.nj, ragged, pdf_ids) for k in range(self.nj)])
+        return gmm.merge_stats(parts, len(pdf_ids), self.feats_dim)
+
+    def close(self) -> None:
+        self.pool.terminate()
 
 
 @numba.njit(cache=True)
@@ -232,10 +261,9 @@ class DiagGmmSet:
             nj: processes; each takes every nj-th pdf, so the statistics are identical to one
                 process's (every pdf's sums are made in the same order, whoever makes them).
         """
-        P, M, _ = self.means.shape
+        P = self.num_pdfs
         src = feats if stats_feats is None else stats_feats
         D = src.shape[1]
-        stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, D)), np.zeros((P, M, D)), 0.0, len(pdf_ids))
         if nj > 1:
             _ACC.update(gmm=self, feats=feats, src=src, pdf_ids=pdf_ids)
             try:
@@ -245,6 +273,13 @@ class DiagGmmSet:
                 _ACC.clear()
         else:
             parts = [self._accumulate_pdfs(feats, src, pdf_ids, range(P))]
+        return self.merge_stats(parts, len(pdf_ids), D)
+
+    def merge_stats(self, parts: list[dict], frames: int, dim: int) -> "GmmStats":
+        """GmmStats from per-pdf pieces ({pdf: (loglik, occ, sx, sxx)}), summed in pdf order
+        (so any split of the pdfs gives the same totals)."""
+        P, M, _ = self.means.shape
+        stats = GmmStats(np.zeros((P, M)), np.zeros((P, M, dim)), np.zeros((P, M, dim)), 0.0, frames)
         logliks = np.zeros(P)
         for part in parts:
             for p, (ll, occ, sx, sxx) in part.items():

@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from asr.gmm.diag_gmm import DiagGmmSet
+from asr.gmm.diag_gmm import DiagGmmSet, StatsPool
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner, save_alignment_outputs
 from asr.utils import AsrError, Config, atomic_path, write_text_atomic
@@ -114,44 +114,54 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
                 var_floor = _var_floor(feats, cfg)
             log.info("resuming %s training at iteration %d from %s", name, first_iter, ckpt)
     x, x_utts = None, None
+    workers = None  # --nj statistics workers, forked with the current training frames
     progress = tqdm(range(first_iter, cfg.num_iters), desc=f"train {name}", unit="iter", leave=False, disable=None)
-    for it in progress:
-        t0 = time.time()
-        align_obj = None
-        if it > 0 and it in cfg.realign_iters:
-            alis = aligner.align()
-            frame_pdfs = {u: aligner.graphs[u].pdf[a.states] for u, a in alis.items()}
-            align_obj = sum(a.score for a in alis.values()) / sum(len(a.states) for a in alis.values())
-            tids = np.concatenate([a.tids for a in alis.values()])
-            trans.update(np.bincount(tids[tids >= 0], minlength=trans.num_tids).astype(np.float64))
-        if updater is not None and updater.update(it, model, frame_pdfs):
-            x_utts, var_floor = None, _var_floor(feats, cfg)
-            gmm = model.gmm
-        utts = sorted(frame_pdfs)
-        if utts != x_utts:  # the training frames change only when an utterance drops out
-            x, x_utts = np.concatenate([feats[u] for u in utts]), utts
-        pdf_ids = np.concatenate([frame_pdfs[u] for u in utts])
-        if cfg.device == "cpu":
-            stats = gmm.accumulate(x, pdf_ids, nj=cfg.nj)
-        else:
-            from asr.hmm.align_torch import torch_device
+    try:
+        for it in progress:
+            t0 = time.time()
+            align_obj = None
+            if it > 0 and it in cfg.realign_iters:
+                alis = aligner.align()
+                frame_pdfs = {u: aligner.graphs[u].pdf[a.states] for u, a in alis.items()}
+                align_obj = sum(a.score for a in alis.values()) / sum(len(a.states) for a in alis.values())
+                tids = np.concatenate([a.tids for a in alis.values()])
+                trans.update(np.bincount(tids[tids >= 0], minlength=trans.num_tids).astype(np.float64))
+            if updater is not None and updater.update(it, model, frame_pdfs):
+                x_utts, var_floor = None, _var_floor(feats, cfg)
+                gmm = model.gmm
+            utts = sorted(frame_pdfs)
+            if utts != x_utts:  # the training frames change only when an utterance drops out
+                x, x_utts = np.concatenate([feats[u] for u in utts]), utts
+                if workers is not None:
+                    workers.close()
+                workers = StatsPool(cfg.nj, x) if cfg.nj > 1 and cfg.device == "cpu" else None
+            pdf_ids = np.concatenate([frame_pdfs[u] for u in utts])
+            if workers is not None:
+                stats = workers.accumulate(gmm, pdf_ids)
+            elif cfg.device == "cpu":
+                stats = gmm.accumulate(x, pdf_ids)
+            else:
+                from asr.hmm.align_torch import torch_device
 
-            stats = gmm.on_device(torch_device(cfg.device)).accumulate(x, pdf_ids)
-        gmm.update(stats, var_floor, cfg.min_gauss_occ)
-        if it > 0:
-            gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)
-            if it <= cfg.max_iter_inc:
-                num_gauss += inc_gauss
-        row = {"iter": it, "loglik_per_frame": stats.loglik / stats.frames, "gaussians": gmm.total_gaussians(),
-               "frames": stats.frames, "utts": len(utts), "seconds": round(time.time() - t0, 2)}
-        if align_obj is not None:
-            row["align_score_per_frame"] = align_obj
-        history.append(row)
-        log.info("%s iter %2d: log-likelihood/frame %.4f over %d frames, %d Gaussians%s", name, it,
-                 row["loglik_per_frame"], stats.frames, row["gaussians"],
-                 f", realigned (score/frame {align_obj:.4f})" if align_obj is not None else "")
-        _save_checkpoint(ckpt, fp, it + 1, num_gauss, history, frame_pdfs, gmm, trans.log_probs,
-                         {} if updater is None else updater.state())
+                stats = gmm.on_device(torch_device(cfg.device)).accumulate(x, pdf_ids)
+            gmm.update(stats, var_floor, cfg.min_gauss_occ)
+            if it > 0:
+                gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)
+                if it <= cfg.max_iter_inc:
+                    num_gauss += inc_gauss
+            row = {"iter": it, "loglik_per_frame": stats.loglik / stats.frames, "gaussians": gmm.total_gaussians(),
+                   "frames": stats.frames, "utts": len(utts), "seconds": round(time.time() - t0, 2)}
+            if align_obj is not None:
+                row["align_score_per_frame"] = align_obj
+            history.append(row)
+            log.info("%s iter %2d: log-likelihood/frame %.4f over %d frames, %d Gaussians%s", name, it,
+                     row["loglik_per_frame"], stats.frames, row["gaussians"],
+                     f", realigned (score/frame {align_obj:.4f})" if align_obj is not None else "")
+            _save_checkpoint(ckpt, fp, it + 1, num_gauss, history, frame_pdfs, gmm, trans.log_probs,
+                             {} if updater is None else updater.state())
+    finally:
+        if workers is not None:
+            workers.close()
     return history
 
 
