@@ -454,3 +454,23 @@ def test_utterance_batches_give_every_rank_a_share():
     assert data.batches(10, min_size=2) == [[0, 1], [2, 3]]
     assert data.batches(5, min_size=3) == [[0, 1, 2, 3]]
     assert sorted(i for b in data.batches(12, min_size=2) for i in b) == [0, 1, 2, 3]
+
+
+def test_mc_dropout_needs_a_network_with_dropout(tiny_mono):
+    from asr.decode.run import set_mc_dropout
+    from asr.features import FeatureConfig, FeaturePipeline
+    from asr.nnet.model import DnnHmm, state_log_priors
+
+    with pytest.raises(AsrError, match="hybrid network"):
+        set_mc_dropout(object(), 4, "exp/mono")
+    t = tiny_mono
+    for dropout, ok in ((0.0, False), (0.2, True)):
+        net = AcousticNet(NetConfig(num_layers=1, hidden_dim=4, context=0, dropout=dropout), 4, t.ctx.num_pdfs)
+        model = DnnHmm(t.phones, t.words, t.lex, t.trans, t.ctx, net, state_log_priors(np.ones(t.ctx.num_pdfs)),
+                       FeatureConfig(), FeaturePipeline(delta_order=0))
+        if ok:
+            set_mc_dropout(model, 4, "exp/dnn")
+            assert model.mc_samples == 4
+        else:
+            with pytest.raises(AsrError, match="no dropout"):
+                set_mc_dropout(model, 4, "exp/dnn")
