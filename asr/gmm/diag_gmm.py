@@ -85,6 +85,18 @@ class StatsPool:
         self.pool.terminate()
 
 
+def _logsumexp_wide(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_logsumexp_groups` in place over ``comp`` with numpy's SIMD exp: twice as fast
+    when each pdf has hundreds of components, slower for a handful."""
+    c = comp.reshape(comp.shape[0], -1, m)
+    top = c.max(axis=2, keepdims=True)
+    top[~np.isfinite(top)] = 0.0  # an all -inf pdf stays -inf: log(0) below
+    np.subtract(c, top, out=c)
+    np.exp(c, out=c)
+    with np.errstate(divide="ignore"):
+        out[:, cols] = np.log(c.sum(axis=2)) + top[..., 0]
+
+
 @numba.njit(cache=True)
 def _logsumexp_groups(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray) -> None:
     """out[t, cols[j]] = log sum_k exp(comp[t, j * m + k]): each pdf's m components, in one pass
@@ -196,7 +208,10 @@ class DiagGmmSet:
                 Wt, b = Wt[:, rows], b[rows]
             comp = x2 @ Wt
             comp += b
-            _logsumexp_groups(comp, m, cols[sel], out)
+            if m >= 64:  # wide mixtures (silence): numpy's vectorised exp wins over the scalar loop
+                _logsumexp_wide(comp, m, cols[sel], out)
+            else:
+                _logsumexp_groups(comp, m, cols[sel], out)
         return out
 
     def invalidate(self) -> None:
