@@ -112,3 +112,8 @@ def test_table_bolds_each_groups_dev_best_not_its_test_best() -> None:
     results = [{"name": "a", "dev_wer": 5.0, "test_wer": 1.0}, {"name": "b", "dev_wer": 4.0, "test_wer": 9.0}]
     text = ablation_table(results, rows)
     assert "| g | **b** | x=2 | 4.00 | 9.00 |" in text and "| g | a | x=1 | 5.00 | 1.00 |" in text
+    # a dev tie goes to the lower held-out cross-entropy, whatever test says
+    tie = [{"name": "a", "dev_wer": 4.0, "dev_errors": 2, "test_wer": 0.0, "cv_loss": 0.9, "cv_acc": 0.7},
+           {"name": "b", "dev_wer": 4.0, "dev_errors": 2, "test_wer": 9.0, "cv_loss": 0.5, "cv_acc": 0.8}]
+    text = ablation_table(tie, rows)
+    assert "| g | **b** | x=2 | 4.00 (2) | 9.00 |" in text and "| g | a |" in text

@@ -95,8 +95,8 @@ def read_rows(path: str | Path) -> tuple[dict, list[dict]]:
     return doc.get("base", {}), rows
 
 
-def _decode(setup: Setup, model: str, row_dir: Path, ctc: bool, mc_samples: int = 0) -> tuple[float, float]:
-    """Dev over the grid, then test once with dev's best setting: (dev %WER, test %WER)."""
+def _decode(setup: Setup, model: str, row_dir: Path, ctc: bool, mc_samples: int = 0):
+    """Dev over the grid, then test once with dev's best setting: (dev, test) error counts."""
     from asr.decode.run import decode_data_dir, lmwt_grid
 
     from asr.acoustic import model_dirs
@@ -110,7 +110,24 @@ def _decode(setup: Setup, model: str, row_dir: Path, ctc: bool, mc_samples: int 
                           nj=setup.nj, mc_samples=mc_samples)
     test = decode_data_dir(model, setup.test, row_dir / "decode_test", tune_on=row_dir / "decode_dev", nj=setup.nj,
                            mc_samples=mc_samples)
-    return dev.wer, test.wer
+    return dev, test
+
+
+def _load_finished(row_dir: Path) -> dict:
+    """A finished row's result (completed with its error counts if written without them)."""
+    result = read_json(row_dir / "row.json")
+    if "dev_errors" not in result:
+        _add_counts(result, row_dir)
+        write_text_atomic(row_dir / "row.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _add_counts(result: dict, row_dir: Path) -> None:
+    """%WER, errors and reference words of the row's dev and test decodes."""
+    for part in ("dev", "test"):
+        info = read_json(row_dir / f"decode_{part}" / "decode_info.json")
+        result[f"{part}_wer"], result[f"{part}_errors"], result[f"{part}_words"] = (info["wer"], info["errors"],
+                                                                                    info["ref_words"])
 
 
 def _train(setup: Setup, row: dict, row_dir: Path) -> dict:
@@ -157,7 +174,7 @@ def run_row(setup: Setup, row: dict) -> dict:
     row_dir = setup.out / name
     done = row_dir / "row.json"
     if done.exists():
-        return read_json(done)
+        return _load_finished(row_dir)
     t0 = time.time()
     rows_done = {p.parent.name: read_json(p) for p in setup.out.glob("*/row.json")}
     mc = 0
@@ -190,9 +207,9 @@ def run_row(setup: Setup, row: dict) -> dict:
 
         members = [rows_done[m] for m in row["vote"]]
         dirs = [setup.out / m for m in row["vote"]]
-        dev = vote_decode_dirs([d / "decode_dev" for d in dirs], setup.dev, row_dir / "decode_dev")
-        test = vote_decode_dirs([d / "decode_test" for d in dirs], setup.test, row_dir / "decode_test")
-        result = {"members": row["vote"], "dev_wer": dev.wer, "test_wer": test.wer,
+        vote_decode_dirs([d / "decode_dev" for d in dirs], setup.dev, row_dir / "decode_dev")
+        vote_decode_dirs([d / "decode_test" for d in dirs], setup.test, row_dir / "decode_test")
+        result = {"members": row["vote"],
                   "parameters": sum(m.get("parameters") or 0 for m in members),
                   "train_seconds": round(sum(m.get("train_seconds") or 0 for m in members), 1)}
     elif "search" in row:
@@ -212,7 +229,8 @@ def run_row(setup: Setup, row: dict) -> dict:
     else:
         result = _train(setup, row, row_dir)
     if "vote" not in row:
-        result["dev_wer"], result["test_wer"] = _decode(setup, result["model"], row_dir, bool(result.get("ctc")), mc)
+        _decode(setup, result["model"], row_dir, bool(result.get("ctc")), mc)
+    _add_counts(result, row_dir)
     result.update(name=name, group=_groups(row), note=row.get("note", ""),
                   wall_seconds=round(time.time() - t0, 1))
     row_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +249,7 @@ def run_ablation(setup: Setup, rows_file: str | Path, table: str | Path | None =
         if only and row["name"] not in only:
             continue
         results.append(run_row(setup, row))
-    finished = [read_json(setup.out / r["name"] / "row.json") for r in rows if (setup.out / r["name"] / "row.json").exists()]
+    finished = [_load_finished(setup.out / r["name"]) for r in rows if (setup.out / r["name"] / "row.json").exists()]
     if table:
         table = Path(table)
         text = ablation_table(finished, rows, title)
@@ -278,21 +296,35 @@ def ablation_table(results: list[dict], rows: list[dict], title: str = "") -> st
                 groups.setdefault(g, []).append({**row, **by_name[row["name"]]})
     lines = [f"# {title or 'Ablation'}", "",
              "Each row trains one variant on the same data and alignment and decodes it the same way. "
-             "**dev %WER** is the best of the LMWT x penalty grid on dev; **test %WER** is decoded once with "
-             "the dev-chosen setting. Within each group the row with the best dev WER is in bold: every "
-             "choice is made on dev, never on test. held-out acc = frame accuracy (hybrid) on the held-out "
-             "training utterances at the best epoch; CTC rows give the held-out token error rate instead.", "",
-             "| group | row | what changes | dev %WER | test %WER | held-out acc (or TER) | epochs | train s | "
-             "parameters |", "|---|---|---|---|---|---|---|---|---|"]
+             "**dev** is the best %WER (errors) of the LMWT x penalty grid on dev; **test** is decoded once with "
+             "the dev-chosen setting. Within each group the row chosen on dev is in bold: the lowest dev WER, "
+             "ties broken by the held-out cross-entropy (training utterances the network never saw), never by "
+             "test. held-out acc / CE: frame accuracy and cross-entropy of the hybrid networks on those "
+             "utterances at the best epoch (CTC rows: the held-out token error rate). train s is wall-clock on "
+             "a shared 2-core machine, so only a rough guide.", "",
+             "| group | row | what changes | dev %WER (errors) | test %WER (errors) | held-out acc (or TER) | "
+             "held-out CE | epochs | train s | parameters |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def key(r: dict) -> tuple:
+        cv = r.get("cv_loss")
+        return (r["dev_wer"], cv if cv is not None and "ctc" not in str(r.get("trainer", "")) else float("inf"))
+
+    def wer(r: dict, part: str) -> str:
+        e = r.get(f"{part}_errors")
+        return f"{r[f'{part}_wer']:.2f}" + (f" ({e})" if e is not None else "")
+
     for group, members in groups.items():
-        best = min(r["dev_wer"] for r in members)
+        best = min(members, key=key)
         for r in members:
             what = r.get("note") or _describe(r)
             acc = (f"{r['cv_acc']:.3f}" if r.get("cv_acc") is not None else
                    f"TER {100 * r['cv_ter']:.1f}%" if r.get("cv_ter") is not None else "-")
-            name = f"**{r['name']}**" if r["dev_wer"] == best and len(members) > 1 else r["name"]
-            lines.append(f"| {group} | {name} | {what} | {r['dev_wer']:.2f} | {r['test_wer']:.2f} | {acc} | "
-                         f"{_fmt(r.get('epochs'))} | {_fmt(r.get('train_seconds'))} | {_fmt(r.get('parameters'))} |")
+            ce = f"{r['cv_loss']:.4f}" if r.get("cv_loss") is not None and r.get("cv_acc") is not None else "-"
+            name = f"**{r['name']}**" if r is best and len(members) > 1 else r["name"]
+            train_s = r.get("train_seconds")
+            lines.append(f"| {group} | {name} | {what} | {wer(r, 'dev')} | {wer(r, 'test')} | {acc} | {ce} | "
+                         f"{_fmt(r.get('epochs'))} | {_fmt(round(train_s) if train_s else None)} | "
+                         f"{_fmt(r.get('parameters'))} |")
     return "\n".join(lines) + "\n"
 
 
