@@ -130,11 +130,16 @@ def _add_counts(result: dict, row_dir: Path) -> None:
                                                                                     info["ref_words"])
 
 
+def _row_options(setup: Setup, row: dict, ctc: bool) -> dict:
+    """A row's trainer options: the recipe's section, then [base], then the row's ``set``."""
+    return {**setup.config.get(setup.ctc_section if ctc else setup.section, {}), **setup.base, **row.get("set", {})}
+
+
 def _train(setup: Setup, row: dict, row_dir: Path) -> dict:
     from asr.graph.mkgraph import make_graph
 
     ctc = row.get("trainer", "dnn") == "ctc"
-    opts = {**setup.config.get(setup.ctc_section if ctc else setup.section, {}), **setup.base, **row.get("set", {})}
+    opts = _row_options(setup, row, ctc)
     if ctc:
         from asr.nnet.ctc_train import CtcTrainConfig, train_ctc
 
@@ -217,7 +222,7 @@ def run_row(setup: Setup, row: dict) -> dict:
 
         s = row["search"]
         ctc = row.get("trainer", "dnn") == "ctc"
-        opts = {**setup.config.get(setup.ctc_section if ctc else setup.section, {}), **setup.base, **row.get("set", {})}
+        opts = _row_options(setup, row, ctc)
         search(opts, parse_space(s["space"]), setup.data, setup.ali, setup.gmm, setup.dev, row_dir / "trials",
                lmwt=setup.ctc_lmwt if ctc else setup.lmwt, nj=setup.nj, sampler=s.get("sampler", "tpe"),
                num_trials=s.get("trials", 8), kind="ctc" if ctc else "dnn", lang_dir=setup.lang,

@@ -103,10 +103,9 @@ class DnnHmm:
         x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
         if x.shape[-1] != self.net.input_dim:
             raise AsrError(f"features have dimension {x.shape[-1]}, the network expects {self.net.input_dim}")
-        if self.mc_samples <= 0:
-            self.net.eval()
-            return self._log_posteriors(x)
         self.net.eval()
+        if self.mc_samples <= 0:
+            return self._log_posteriors(x)
         for m in self.net.modules():
             if isinstance(m, torch.nn.Dropout) or hasattr(m, "variational"):
                 m.train()
