@@ -14,7 +14,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Mapping
 
 import kaldiio
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from asr import backend
 from asr.arkio import write_ark_scp
-from asr.datadir import FEATS_INPUTS, AudioReader, DataDir, feature_input_hashes
+from asr.datadir import FEATS_INPUTS, AudioReader, DataDir, feature_input_hashes, read_kv
 from asr.parallel import fork_pool
 from asr.utils import AsrError, Config, read_json, write_text_atomic
 
@@ -153,12 +153,20 @@ def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray
     filters = [np.array([1.0])]
     for _ in range(order):
         filters.append(np.convolve(filters[-1], base))
-    out = [feats]
-    for filt in filters[1:]:
-        half = (len(filt) - 1) // 2
-        idx = np.clip(np.arange(T)[:, None] + np.arange(-half, half + 1)[None, :], 0, max(T - 1, 0))
-        out.append(np.einsum("tkd,k->td", feats[idx].astype(np.float64), filt).astype(np.float32))
-    return np.concatenate(out, axis=1)
+    if T == 0:
+        return np.zeros((0, D * (order + 1)), dtype=np.float32)
+    half = (len(filters[-1]) - 1) // 2
+    padded = np.pad(feats.astype(np.float64), ((half, half), (0, 0)), mode="edge")  # edge frames replicated
+    out = np.empty((T, D * (order + 1)), dtype=np.float32)
+    out[:, :D] = feats
+    for i, filt in enumerate(filters[1:], start=1):
+        h = (len(filt) - 1) // 2
+        acc = np.zeros((T, D))
+        for k, w in enumerate(filt):  # shifted slices: no (T, taps, D) gather
+            if w != 0.0:
+                acc += w * padded[half - h + k:half - h + k + T]
+        out[:, i * D:(i + 1) * D] = acc
+    return out
 
 
 def splice_frames(feats: np.ndarray, context: int) -> np.ndarray:
@@ -324,29 +332,106 @@ def read_feature_config(data_dir: str | Path) -> FeatureConfig:
     return FeatureConfig.from_dict(read_json(path))
 
 
+class FeatureArchive(Mapping[str, np.ndarray]):
+    """A data dir's stored features as a read-only mapping utt -> (T, D') float32, read from
+    ``feats.scp`` (and ``cmvn.scp``) each time an utterance is asked for, with the pipeline
+    applied: nothing is kept, so a corpus larger than memory can be walked chunk by chunk
+    (:func:`chunk_utterances`). ``post(utt, feats)`` may transform each utterance after the
+    pipeline (a speaker's fMLLR transform).
+    """
+
+    def __init__(self, data_dir: str | Path, pipeline: FeaturePipeline, utts: list[str] | None = None,
+                 post: Callable[[str, np.ndarray], np.ndarray] | None = None):
+        self.data_dir = Path(data_dir)
+        scp = self.data_dir / "feats.scp"
+        if not scp.exists():
+            raise AsrError(f"{self.data_dir}: missing feats.scp; run the features stage first")
+        data = DataDir.load(self.data_dir, require_text=False)
+        self.utt2spk = data.utt2spk
+        self.pipeline, self.post = pipeline, post
+        self._raw = kaldiio.load_scp(str(scp))
+        self._cmvn = (kaldiio.load_scp(str(self.data_dir / "cmvn.scp"))
+                      if pipeline.cmvn and not pipeline.cmvn_window else None)
+        self._utts = list(utts) if utts is not None else data.utts()
+        missing = [u for u in self._utts if u not in self._raw]
+        if missing:
+            raise AsrError(f"{self.data_dir}: utterance {missing[0]} has no features")
+        self._set = set(self._utts)
+        self._spk_stats: dict[str, np.ndarray] = {}
+        counts = self.data_dir / "utt2num_frames"
+        self._frames = ({u: int(n) for u, n in read_kv(counts).items()} if counts.exists() else {})
+
+    def num_frames(self, utt: str) -> int:
+        """Frames of ``utt`` (from ``utt2num_frames``, without reading the features)."""
+        n = self._frames.get(utt)
+        return len(self[utt]) if n is None else n
+
+    def __getitem__(self, utt: str) -> np.ndarray:
+        if utt not in self._set:
+            raise KeyError(utt)
+        try:
+            f = np.asarray(self._raw[utt], dtype=np.float32)
+        except (OSError, ValueError) as e:
+            raise AsrError(f"{self.data_dir}: cannot read the features of {utt} ({e})") from None
+        if self._cmvn is not None:
+            spk = self.utt2spk[utt]
+            if spk not in self._spk_stats:  # (2, D+1) per speaker: small, read once
+                self._spk_stats[spk] = np.asarray(self._cmvn[spk])
+            f = apply_cmvn(f, self._spk_stats[spk], self.pipeline.norm_vars)
+        f = transform(f, self.pipeline, cmvn_done=self._cmvn is not None)
+        return f if self.post is None else self.post(utt, f)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._utts)
+
+    def __len__(self) -> int:
+        return len(self._utts)
+
+    def __contains__(self, utt: object) -> bool:
+        return utt in self._set
+
+
+def frame_count(feats: Mapping[str, np.ndarray], utt: str) -> int:
+    """Frames of one utterance of in-memory features or of a :class:`FeatureArchive` (not read)."""
+    return feats.num_frames(utt) if isinstance(feats, FeatureArchive) else len(feats[utt])
+
+
+def chunk_utterances(utts: list[str], lengths: Mapping[str, int], chunk_frames: int) -> list[list[str]]:
+    """Consecutive groups of ``utts`` of about ``chunk_frames`` frames each (a group closes
+    once it reaches it; ``chunk_frames`` <= 0: one group of everything)."""
+    if chunk_frames <= 0:
+        return [list(utts)] if utts else []
+    chunks, cur, n = [], [], 0
+    for u in utts:
+        cur.append(u)
+        n += int(lengths[u])
+        if n >= chunk_frames:
+            chunks.append(cur)
+            cur, n = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def training_features(data_dir: str | Path, pipeline: FeaturePipeline, chunk_frames: int = 0
+                      ) -> Mapping[str, np.ndarray]:
+    """A trainer's features: all in memory, or (``chunk_frames`` > 0: the trainer walks them in
+    chunks) a :class:`FeatureArchive` that reads each utterance when it is needed."""
+    if chunk_frames > 0:
+        return FeatureArchive(data_dir, pipeline)
+    return load_features(data_dir, pipeline)
+
+
 def load_features(data_dir: str | Path, pipeline: FeaturePipeline,
                   utts: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Load a data dir's stored features with CMVN, deltas and splicing applied.
+    """Load a data dir's stored features with CMVN, deltas and splicing applied, all in memory
+    (:class:`FeatureArchive` reads them on demand instead).
 
     Returns:
         utt -> (T, D') float32 with D' = ``pipeline.output_dim(raw_dim)``.
     """
-    data_dir = Path(data_dir)
-    scp = data_dir / "feats.scp"
-    if not scp.exists():
-        raise AsrError(f"{data_dir}: missing feats.scp; run the features stage first")
-    data = DataDir.load(data_dir, require_text=False)
-    raw = kaldiio.load_scp(str(scp))
-    cmvn = kaldiio.load_scp(str(data_dir / "cmvn.scp")) if pipeline.cmvn and not pipeline.cmvn_window else None
-    out = {}
-    for utt in utts if utts is not None else data.utts():
-        if utt not in raw:
-            raise AsrError(f"{data_dir}: utterance {utt} has no features")
-        f = np.asarray(raw[utt], dtype=np.float32)
-        if cmvn is not None:
-            f = apply_cmvn(f, cmvn[data.utt2spk[utt]], pipeline.norm_vars)
-        out[utt] = transform(f, pipeline, cmvn_done=cmvn is not None)
-    return out
+    archive = FeatureArchive(data_dir, pipeline, utts)
+    return {utt: archive[utt] for utt in archive}
 
 
 def transform(feats: np.ndarray, pipeline: FeaturePipeline, cmvn_done: bool = False) -> np.ndarray:

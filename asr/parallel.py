@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from contextlib import contextmanager
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def single_threaded() -> None:
@@ -46,3 +50,18 @@ def blas_threads(n: int) -> Iterator[None]:
 
     with threadpool_limits(n):
         yield
+
+
+def prefetched(load: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+    """(item, load(item)) for each item, the next one loaded by a second thread while the
+    caller works on this one: reading a chunk of features overlaps training on the last.
+    At most two results are alive. ``load`` must not call torch (see FrameStream)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(load, items[0])
+        for i, item in enumerate(items):
+            result = pending.result()
+            pending = reader.submit(load, items[i + 1]) if i + 1 < len(items) else None
+            yield item, result
+            del result

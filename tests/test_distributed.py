@@ -30,8 +30,9 @@ def _train(yesno_run: Path, out: Path, ranks: int, *extra: str) -> subprocess.Co
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
-def test_two_ranks_train_the_model_one_process_trains(yesno_run: Path, tmp_path: Path) -> None:
-    plain = ["--set", "batch_norm=false", "--set", "dropout=0.0"]
+@pytest.mark.parametrize("chunk_frames", [0, 3000])  # in memory; streamed from the archive in chunks
+def test_two_ranks_train_the_model_one_process_trains(yesno_run: Path, tmp_path: Path, chunk_frames: int) -> None:
+    plain = ["--set", "batch_norm=false", "--set", "dropout=0.0", "--set", f"chunk_frames={chunk_frames}"]
     _train(yesno_run, tmp_path / "one", 1, *plain)
     _train(yesno_run, tmp_path / "two", 2, *plain)
     a = torch.load(tmp_path / "one" / "nnet.pt", weights_only=True)

@@ -35,6 +35,11 @@ class GmmStats:
     loglik: float = 0.0
     frames: int = 0
 
+    def __add__(self, other: "GmmStats") -> "GmmStats":
+        """The statistics of both sets of frames (same model shape)."""
+        return GmmStats(self.occ + other.occ, self.sx + other.sx, self.sxx + other.sxx,
+                        self.loglik + other.loglik, self.frames + other.frames)
+
 
 # Mixture sizes that pdfs are padded to when scored together: steps of at most 25%, so padding
 # wastes at most a fifth of the work (powers of two wasted a third on average).

@@ -15,14 +15,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from asr.gmm.diag_gmm import DiagGmmSet, StatsPool
+from asr.features import chunk_utterances
+from asr.gmm.diag_gmm import DiagGmmSet, GmmStats, StatsPool
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner, save_alignment_outputs
+from asr.parallel import prefetched
 from asr.utils import AsrError, Config, atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ class GmmTrainConfig(Config):
     nj: int = 1  # processes for alignment and statistics (Kaldi's --nj); the model is the same for any nj
     blas_threads: int = 1  # BLAS threads per process (0: the library's default); small matmuls run best on one
     device: str = "cpu"  # cuda: statistics and alignment in torch on the GPU ("torch": that code on the CPU)
+    # > 0: features are read from the archive chunk by chunk (about this many frames each) on
+    # every pass instead of held in memory, so a corpus larger than RAM trains (LDA+MLLT and
+    # SAT, whose features change during EM, keep theirs in memory).
+    chunk_frames: int = 0
 
 
 class FeatureUpdater(Protocol):
@@ -71,16 +77,20 @@ class FeatureUpdater(Protocol):
         ...
 
 
-def global_stats(feats: dict[str, np.ndarray], utts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Mean (D,), variance (D,) and number of all training frames (flat start, variance floor)."""
-    n = sum(len(feats[u]) for u in utts)
-    s1 = sum(feats[u].sum(0, dtype=np.float64) for u in utts)
-    s2 = sum(np.square(feats[u], dtype=np.float64).sum(0) for u in utts)
+def global_stats(feats: Mapping[str, np.ndarray], utts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean (D,), variance (D,) and number of all training frames (flat start, variance floor);
+    one pass over the utterances (an archive is read once)."""
+    n, s1, s2 = 0, 0.0, 0.0
+    for u in utts:
+        x = feats[u]
+        n += len(x)
+        s1 = s1 + x.sum(0, dtype=np.float64)
+        s2 = s2 + np.square(x, dtype=np.float64).sum(0)
     mean = s1 / n
     return mean, np.maximum(s2 / n - mean**2, 0.0), n
 
 
-def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
+def run_em(model: GmmHmm, aligner: Aligner, feats: Mapping[str, np.ndarray], frame_pdfs: dict[str, np.ndarray],
            cfg: GmmTrainConfig, var_floor: np.ndarray, out_dir: Path, fingerprint: dict, name: str,
            updater: FeatureUpdater | None = None) -> list[dict]:
     """Train ``model`` in place from initial per-frame pdfs; returns the per-iteration log.
@@ -130,20 +140,16 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
                 x_utts, var_floor = None, _var_floor(feats, cfg)
                 gmm = model.gmm
             utts = sorted(frame_pdfs)
-            if utts != x_utts:  # the training frames change only when an utterance drops out
-                x, x_utts = np.concatenate([feats[u] for u in utts]), utts
-                if workers is not None:
-                    workers.close()
-                workers = StatsPool(cfg.nj, x) if cfg.nj > 1 and cfg.device == "cpu" else None
-            pdf_ids = np.concatenate([frame_pdfs[u] for u in utts])
-            if workers is not None:
-                stats = workers.accumulate(gmm, pdf_ids)
-            elif cfg.device == "cpu":
-                stats = gmm.accumulate(x, pdf_ids)
+            if cfg.chunk_frames > 0:
+                stats = accumulate_streamed(gmm, feats, frame_pdfs, utts, cfg)
             else:
-                from asr.hmm.align_torch import torch_device
-
-                stats = gmm.on_device(torch_device(cfg.device)).accumulate(x, pdf_ids)
+                if utts != x_utts:  # the training frames change only when an utterance drops out
+                    x, x_utts = np.concatenate([feats[u] for u in utts]), utts
+                    if workers is not None:
+                        workers.close()
+                    workers = StatsPool(cfg.nj, x) if cfg.nj > 1 and cfg.device == "cpu" else None
+                pdf_ids = np.concatenate([frame_pdfs[u] for u in utts])
+                stats = workers.accumulate(gmm, pdf_ids) if workers is not None else _accumulate(gmm, x, pdf_ids, cfg)
             gmm.update(stats, var_floor, cfg.min_gauss_occ)
             if it > 0:
                 gmm.mix_up(num_gauss, stats.occ.sum(1), cfg.power, perturb=cfg.mixup_perturb)
@@ -165,7 +171,41 @@ def run_em(model: GmmHmm, aligner: Aligner, feats: dict[str, np.ndarray], frame_
     return history
 
 
-def _var_floor(feats: dict[str, np.ndarray], cfg: GmmTrainConfig) -> np.ndarray:
+def _accumulate(gmm: DiagGmmSet, x: np.ndarray, pdf_ids: np.ndarray, cfg: GmmTrainConfig) -> GmmStats:
+    """Statistics of frames held in memory, on the CPU (``cfg.nj`` processes) or a torch device."""
+    if cfg.device == "cpu":
+        return gmm.accumulate(x, pdf_ids, nj=cfg.nj)
+    from asr.hmm.align_torch import torch_device
+
+    return gmm.on_device(torch_device(cfg.device)).accumulate(x, pdf_ids)
+
+
+def accumulate_streamed(gmm: DiagGmmSet, feats: Mapping[str, np.ndarray], frame_pdfs: Mapping[str, np.ndarray],
+                        utts: list[str], cfg: GmmTrainConfig) -> GmmStats:
+    """EM statistics over ``utts``, reading ``feats`` (a :class:`~asr.features.FeatureArchive`)
+    ``cfg.chunk_frames`` frames at a time: memory holds one chunk, whatever the corpus size.
+    Chunks are summed in order, so any ``nj`` gives the same statistics."""
+    lengths = {u: len(frame_pdfs[u]) for u in utts}
+    chunks = chunk_utterances(utts, lengths, cfg.chunk_frames)
+    read = lambda chunk: np.concatenate([_checked(feats, u, lengths[u]) for u in chunk])  # noqa: E731
+    stats = None
+    for chunk, x in tqdm(prefetched(read, chunks), total=len(chunks), desc="statistics", unit="chunk", leave=False,
+                         disable=None):
+        part = _accumulate(gmm, x, np.concatenate([frame_pdfs[u] for u in chunk]), cfg)
+        stats = part if stats is None else stats + part
+    if stats is None:
+        raise AsrError("no aligned utterance to accumulate statistics over")
+    return stats
+
+
+def _checked(feats: Mapping[str, np.ndarray], utt: str, frames: int) -> np.ndarray:
+    x = feats[utt]
+    if len(x) != frames:
+        raise AsrError(f"utterance {utt}: {len(x)} feature frames but {frames} aligned frames")
+    return x
+
+
+def _var_floor(feats: Mapping[str, np.ndarray], cfg: GmmTrainConfig) -> np.ndarray:
     return cfg.var_floor * global_stats(feats, sorted(feats))[1]
 
 

@@ -96,6 +96,9 @@ def train_lda_mllt(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Pa
     """Train tri2 from a previous system's alignment; writes the model dir (its pipeline holds
     the LDA+MLLT projection), training log, tree and alignments."""
     cfg = cfg or LdaMlltConfig()
+    if cfg.chunk_frames > 0:
+        raise AsrError("chunk_frames: the features of this system change during EM and are held in memory; "
+                       "streaming from the archive is for mono and tri1 (delta features)")
     lang = Lang.load(lang_dir)
     trans = TransitionModel(lang.topo)
     spliced = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,

@@ -17,7 +17,7 @@ import numpy as np
 
 from asr.datadir import DataDir
 from asr.decode.config import DecoderConfig
-from asr.features import FeaturePipeline, load_features, read_feature_config
+from asr.features import FeaturePipeline, frame_count, read_feature_config, training_features
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
@@ -55,7 +55,7 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     ctx = MonophoneContext(lang.topo)
     pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
                                delta_order=cfg.delta_order)
-    feats = load_features(data_dir, pipeline)
+    feats = training_features(data_dir, pipeline, cfg.chunk_frames)
     graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone,
                                      cfg.sil_prob, utt)
               for utt in data.utts()}
@@ -67,9 +67,10 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
                       cfg.device)
     frame_pdfs: dict[str, np.ndarray] = {}
     for utt in data.utts():
-        path = equal_alignment(graphs[utt], len(feats[utt]))
+        frames = frame_count(feats, utt)
+        path = equal_alignment(graphs[utt], frames)
         if path is None:
-            log.warning("utterance %s: %d frames are too few for its transcript; skipped", utt, len(feats[utt]))
+            log.warning("utterance %s: %d frames are too few for its transcript; skipped", utt, frames)
         else:
             frame_pdfs[utt] = graphs[utt].pdf[path]
     fingerprint = {"data": str(data_dir.resolve()), "frames": num_frames}

@@ -80,6 +80,9 @@ def train_sat(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, p
     training data; writes the model dir (SAT and first-pass models), log, tree, alignments
     and the training speakers' transforms."""
     cfg = cfg or SatConfig()
+    if cfg.chunk_frames > 0:
+        raise AsrError("chunk_frames: the features of this system change during EM and are held in memory; "
+                       "streaming from the archive is for mono and tri1 (delta features)")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     prev = GmmHmm.load(prev_dir)
     if prev.speaker_adaptive:

@@ -24,7 +24,7 @@ import numpy as np
 
 from asr.datadir import DataDir
 from asr.decode.config import DecoderConfig
-from asr.features import FeaturePipeline, load_features, read_feature_config
+from asr.features import FeaturePipeline, read_feature_config, training_features
 from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import FeatureUpdater, GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
@@ -71,7 +71,8 @@ def train_tri(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, o
     cfg = cfg or TriConfig()
     pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
                                delta_order=cfg.delta_order)
-    return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg, load_features(data_dir, pipeline), pipeline)
+    return train_tied(data_dir, lang_dir, ali_dir, out_dir, cfg,
+                      training_features(data_dir, pipeline, cfg.chunk_frames), pipeline)
 
 
 def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, out_dir: str | Path, cfg: TriConfig,
@@ -96,7 +97,7 @@ def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, 
     tids = {u: t for u, t in read_alignments(ali_dir, "tid").items() if u in data.text}
     if not tids:
         raise AsrError(f"{ali_dir} has no alignment of an utterance in {data_dir}")
-    stats = accumulate_tree_stats(feats, tids, trans)
+    stats = accumulate_tree_stats(feats, tids, trans, cfg.chunk_frames)
     tree = grow_tree(stats, lang, trans, cfg)
 
     # One Gaussian per leaf; a leaf no frame reached (an unseen phone) gets the global Gaussian.

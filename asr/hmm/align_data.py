@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
 
 from asr.audio import LONG_FILE_SECONDS, is_long_file
 from asr.datadir import DataDir
-from asr.features import load_features
+from asr.features import frame_count, load_features
 from asr.hmm.align import Alignment, arc_scores, align_utterances
 from asr.hmm.align_long import viterbi_streaming
 from asr.hmm.align_graph import AlignGraph, build_align_graph
@@ -41,7 +42,7 @@ class Aligner:
     """Aligns a fixed set of utterances (features + graphs) with the current state of a model
     (a GMM-HMM, or any model with ``scores(feats)``: a DNN's scaled likelihoods)."""
 
-    def __init__(self, model, feats: dict[str, np.ndarray], graphs: dict[str, AlignGraph],
+    def __init__(self, model, feats: Mapping[str, np.ndarray], graphs: dict[str, AlignGraph],
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0,
                  nj: int = 1, device: str = "cpu"):
         from asr.hmm.align_torch import torch_device
@@ -63,7 +64,7 @@ class Aligner:
     def align(self) -> dict[str, Alignment]:
         if self.nj > 1 and len(self.graphs) > 1 and self.device is None:
             # Utterances dealt round-robin by length, so every job gets long and short ones.
-            by_length = sorted(self.graphs, key=lambda u: -len(self.feats[u]))
+            by_length = sorted(self.graphs, key=lambda u: -frame_count(self.feats, u))
             shares = [by_length[k::self.nj] for k in range(self.nj)]
             _ALIGN["aligner"] = self
             try:
@@ -84,7 +85,7 @@ class Aligner:
     def _align(self, utts: list[str]) -> dict[str, Alignment | None]:
         with torch.no_grad():
             return align_utterances({u: self.graphs[u] for u in utts}, self.emissions, self.model.trans.log_probs,
-                                    self.transition_scale, num_frames={u: len(self.feats[u]) for u in utts},
+                                    self.transition_scale, num_frames={u: frame_count(self.feats, u) for u in utts},
                                     device=self.device)
 
 

@@ -54,12 +54,13 @@ def check_alignment_tree(ali_dir: str | Path, tree: str, model_dir: str | Path) 
                        f"states); realign with `asr align {model_dir} --data DATA --out {ali_dir}`")
 
 
-def read_alignments(ali_dir: str | Path, kind: str = "pdf") -> dict[str, np.ndarray]:
-    """utt -> (T,) int array of ``kind`` ('pdf' or 'tid') per frame."""
+def read_alignments(ali_dir: str | Path, kind: str = "pdf", dtype=np.int64) -> dict[str, np.ndarray]:
+    """utt -> (T,) int array of ``kind`` ('pdf' or 'tid') per frame (``dtype``: int32 halves
+    the memory of a large corpus's alignment)."""
     scp = Path(ali_dir) / f"ali.{kind}.scp"
     if not scp.exists():
         raise AsrError(f"missing alignments {scp}; run the alignment stage first")
-    return {k: np.asarray(v, dtype=np.int64) for k, v in kaldiio.load_scp(str(scp)).items()}
+    return {k: np.asarray(v, dtype=dtype) for k, v in kaldiio.load_scp(str(scp)).items()}
 
 
 def phone_segments(tids: np.ndarray, trans) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

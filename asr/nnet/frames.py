@@ -10,11 +10,14 @@ same function serves training minibatches and whole utterances at decode time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from asr.features import chunk_utterances
+from asr.parallel import prefetched
 from asr.utils import AsrError
 
 
@@ -58,7 +61,14 @@ class FrameSet:
     utts: list[str]
 
     @classmethod
-    def build(cls, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray], utts: list[str]) -> "FrameSet":
+    def build(cls, feats: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], utts: list[str]
+              ) -> "FrameSet":
+        return cls.from_arrays(*cls.gather(feats, targets, utts), list(utts))
+
+    @staticmethod
+    def gather(feats: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], utts: list[str]
+               ) -> tuple[np.ndarray, ...]:
+        """The numpy arrays of :meth:`build` (no torch: safe in a reader thread, see FrameStream)."""
         xs, ys, starts, ends, lens = [], [], [], [], []
         offset = 0
         for u in utts:
@@ -73,8 +83,14 @@ class FrameSet:
             offset += len(x)
         if not xs:
             raise AsrError("no utterance has both features and an alignment")
-        cat = lambda a: torch.from_numpy(np.concatenate(a))  # noqa: E731
-        return cls(cat(xs).float(), cat(ys).long(), cat(starts).long(), cat(ends).long(), cat(lens).long(), list(utts))
+        return (np.concatenate(xs).astype(np.float32, copy=False), np.concatenate(ys).astype(np.int64, copy=False),
+                *(np.concatenate(a).astype(np.int64, copy=False) for a in (starts, ends, lens)))
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, y: np.ndarray, starts: np.ndarray, ends: np.ndarray, lens: np.ndarray,
+                    utts: list[str]) -> "FrameSet":
+        t = torch.from_numpy
+        return cls(t(x), t(y), t(starts), t(ends), t(lens), utts)
 
     def __len__(self) -> int:
         return self.feats.shape[0]
@@ -87,6 +103,78 @@ class FrameSet:
         """(B, (2k+1)D) inputs and (B,) targets of the frames ``frames``."""
         idx = window_indices(frames, self.utt_start[frames], self.utt_end[frames], context)
         return self.feats[idx].reshape(len(frames), -1), self.targets[frames]
+
+
+@dataclass
+class StreamOrder:
+    """One epoch's walk through a :class:`FrameStream`: the utterances of each chunk, in
+    order, and how frames are shuffled inside a chunk (``seed`` None: not at all)."""
+
+    chunks: list[list[str]]
+    seed: int | None = None
+    shortest_first: bool = False  # within a chunk, frames of shorter utterances first
+
+
+class FrameStream:
+    """Training frames too many to hold: utterances are read from a feature archive (any
+    mapping utt -> (T, D), such as :class:`~asr.features.FeatureArchive`) a chunk of about
+    ``chunk_frames`` frames at a time, and each chunk becomes a :class:`FrameSet` on
+    ``device``. Shuffling is two-level, as Kaldi nnet1's randomiser buffer does it:
+    utterances across chunks, frames within a chunk. Memory holds one chunk.
+    """
+
+    def __init__(self, feats: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], utts: list[str],
+                 chunk_frames: int, device: str | torch.device = "cpu"):
+        if not utts:
+            raise AsrError("no utterance has both features and an alignment")
+        if chunk_frames <= 0:
+            raise AsrError(f"chunk_frames must be > 0 to stream frames, got {chunk_frames}")
+        self.feats, self.targets, self.utts = feats, targets, list(utts)
+        self.chunk_frames, self.device = chunk_frames, torch.device(device)
+        self.lengths = np.array([len(targets[u]) for u in self.utts], dtype=np.int64)  # (U,) frames
+
+    def __len__(self) -> int:
+        return int(self.lengths.sum())
+
+    def order(self, gen: torch.Generator | None, shortest_first: bool = False,
+              length_cap: int | None = None) -> StreamOrder:
+        """An epoch's chunks: utterances shuffled (``gen``; None keeps their order), or sorted
+        shortest first; with ``length_cap`` only utterances at most that long."""
+        idx = np.arange(len(self.utts))
+        if gen is not None:
+            idx = torch.randperm(len(idx), generator=gen).numpy()
+        if shortest_first:
+            idx = idx[np.argsort(self.lengths[idx], kind="stable")]
+        if length_cap is not None:
+            idx = idx[self.lengths[idx] <= length_cap]
+        utts = [self.utts[i] for i in idx]
+        lengths = dict(zip(self.utts, self.lengths.tolist()))
+        seed = None if gen is None else int(torch.randint(0, 2**62, (1,), generator=gen))
+        return StreamOrder(chunk_utterances(utts, lengths, self.chunk_frames), seed, shortest_first)
+
+    def parts(self, order: StreamOrder | None) -> Iterator[tuple[FrameSet, torch.Tensor | None]]:
+        """(chunk frames on the device, their shuffled frame order or None) for each chunk. The
+        next chunk is read by a second thread while the caller trains on this one, so at most
+        two chunks are held."""
+        order = order or self.order(None)
+        # The reader thread uses numpy only: a torch op there would start a second OpenMP team
+        # whose spinning threads take the cores from training (an epoch ran at half speed).
+        load = lambda utts: FrameSet.gather(self.feats, self.targets, utts)  # noqa: E731
+        for i, (chunk, arrays) in enumerate(prefetched(load, order.chunks)):
+            frames = FrameSet.from_arrays(*arrays, chunk).to(self.device)
+            del arrays
+            yield frames, self._shuffle(frames, order, i)
+            del frames
+
+    @staticmethod
+    def _shuffle(frames: FrameSet, order: StreamOrder, i: int) -> torch.Tensor | None:
+        if order.seed is None:
+            return None
+        gen = torch.Generator().manual_seed(order.seed + i)
+        perm = torch.randperm(len(frames), generator=gen)
+        if order.shortest_first:
+            perm = perm[torch.argsort(frames.utt_len.cpu()[perm], stable=True)]
+        return perm
 
 
 @dataclass

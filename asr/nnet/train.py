@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,10 +32,10 @@ from torch import nn
 from tqdm import tqdm
 
 from asr.datadir import DataDir
-from asr.features import FeaturePipeline, load_features, read_feature_config
+from asr.features import FeatureArchive, FeaturePipeline, read_feature_config, training_features
 from asr.hmm.alignments import check_alignment_tree, read_alignments, tree_fingerprint
 from asr.model_dir import read_hmm_side, read_meta
-from asr.nnet.frames import FrameSet, Utterances
+from asr.nnet.frames import FrameSet, FrameStream, StreamOrder, Utterances
 from asr.nnet.model import DnnHmm, build_network, state_log_priors
 from asr.nnet.network import AcousticNet, NetConfig
 from asr.nnet.distributed import (all_reduce_sum, average_buffers, barrier, init_process_group, minibatch_bounds,
@@ -97,6 +98,10 @@ class TrainConfig(Config):
     bf16: bool = False  # bf16 autocast (GPU)
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    # > 0: frames are read from the feature archive in chunks of about this many (utterances
+    # shuffled across chunks, frames within one) instead of all held in memory: a corpus
+    # larger than RAM trains. Feed-forward networks only.
+    chunk_frames: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.net, dict):
@@ -108,6 +113,8 @@ class TrainConfig(Config):
             raise AsrError(f"pretrain must be one of {', '.join(PRETRAINERS)}, got {self.pretrain!r}")
         if self.pretrain != "none" and self.net.kind != "dnn":
             raise AsrError("layer-wise pretraining is for the feed-forward DNN (kind = \"dnn\")")
+        if self.chunk_frames > 0 and (self.net.kind == "rnn" or self.pretrain != "none"):
+            raise AsrError("chunk_frames (streamed frames) is for feed-forward training without pretraining")
         if self.batch_size < 2 or self.curriculum_epochs < 0 or self.snapshots < 0:
             raise AsrError("batch_size must be >= 2; curriculum_epochs and snapshots >= 0")
 
@@ -184,17 +191,40 @@ def mask_frequencies(x: torch.Tensor, dim: int, masks: int, width: int) -> torch
     return (x.view(B, -1, dim) * keep[:, None, :]).view(B, -1)
 
 
-def run_epoch(net: nn.Module, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
-              opt: Optimizer | None, desc: str, world: int = 1, rank: int = 0) -> tuple[float, float]:
+def run_epoch(net: nn.Module, frames: FrameSet | FrameStream, order: torch.Tensor | StreamOrder | None,
+              cfg: TrainConfig, opt: Optimizer | None, desc: str, world: int = 1, rank: int = 0) -> tuple[float, float]:
     """One pass (training when ``opt`` is given, evaluation otherwise): (mean loss, frame accuracy).
 
-    ``order`` is the global frame order; under DDP (``world`` > 1) each rank takes its share
-    of every minibatch (:mod:`asr.nnet.distributed`) and the returned figures are over all ranks.
+    ``order`` is the global frame order (a :class:`StreamOrder` of chunks when the frames are
+    streamed; None: as stored); under DDP (``world`` > 1) each rank takes its share of every
+    minibatch (:mod:`asr.nnet.distributed`) and the returned figures are over all ranks.
     """
+    parts = frames.parts(order) if isinstance(frames, FrameStream) else [(frames, order)]
+    device = frames.device if isinstance(frames, FrameStream) else frames.feats.device
+    train = opt is not None
+    net.train(train)
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n = 0
+    with tqdm(desc=desc, total=len(frames), unit="frame", unit_scale=True, leave=False,
+              disable=None if rank == 0 else True) as progress:
+        for part, part_order in parts:
+            loss_sum, right, count = _frame_pass(net, part, part_order, cfg, opt, world, rank, progress)
+            total_loss += loss_sum
+            correct += right
+            n += count
+    loss_sum, right = all_reduce_sum([total_loss, correct], device, world)
+    n = max(n, 1)
+    return loss_sum / n, right / n
+
+
+def _frame_pass(net: nn.Module, frames: FrameSet, order: torch.Tensor | None, cfg: TrainConfig,
+                opt: Optimizer | None, world: int, rank: int, progress: tqdm) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Minibatches over frames in memory: this rank's (loss sum, correct frames) and the
+    number of frames of all ranks."""
     device = frames.feats.device
     context = getattr(net, "module", net).cfg.context  # DDP wraps the network
     train = opt is not None
-    net.train(train)
     order = order if order is not None else torch.arange(len(frames))
     order = order.to(device)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -202,8 +232,9 @@ def run_epoch(net: nn.Module, frames: FrameSet, order: torch.Tensor | None, cfg:
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     bs = cfg.batch_size if train else max(cfg.batch_size, 4096)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    bounds = minibatch_bounds(len(order), bs, 2 * world)
-    for start, end in tqdm(bounds, desc=desc, unit="batch", leave=False, disable=None if rank == 0 else True):
+    # A last minibatch under a quarter of a batch joins the one before: the same batches for
+    # any number of ranks (as long as each rank gets its 2 frames for batch norm).
+    for start, end in minibatch_bounds(len(order), bs, max(2 * world, bs // 4)):
         idx = order[start + rank:end:world]
         x, y = frames.batch(idx, context)
         if train and cfg.spec_augment:
@@ -216,15 +247,16 @@ def run_epoch(net: nn.Module, frames: FrameSet, order: torch.Tensor | None, cfg:
             opt.step(loss * world / (end - start))
         total_loss += loss.detach().double()
         correct += (logits.argmax(-1) == y).sum()
-    loss_sum, right = all_reduce_sum([total_loss, correct], device, world)
-    n = max(len(order), 1)
-    return loss_sum / n, right / n
+        progress.update(end - start)
+    return total_loss, correct, len(order)
 
 
-def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path) -> tuple[object, dict[str, np.ndarray]]:
+def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path, streamed: bool
+                    ) -> tuple[object, Mapping[str, np.ndarray]]:
     """The SAT GMM of ``gmm_dir`` and the training frames in its adapted space: its pipeline
     (CMVN, splicing, LDA+MLLT), then each speaker's fMLLR transform from the alignment dir
-    (``asr align`` with a SAT model writes them, as Kaldi's align_fmllr.sh writes trans.*)."""
+    (``asr align`` with a SAT model writes them, as Kaldi's align_fmllr.sh writes trans.*);
+    ``streamed``: read from the archive on demand instead of loaded."""
     from asr.acoustic import load_model
     from asr.gmm.fmllr import apply_fmllr
     from asr.hmm.alignments import FMLLR_TRANSFORMS, load_transforms
@@ -235,11 +267,11 @@ def _fmllr_features(data: DataDir, gmm_dir: Path, ali_dir: Path) -> tuple[object
     if not (ali_dir / FMLLR_TRANSFORMS).exists():
         raise AsrError(f"{ali_dir}: no {FMLLR_TRANSFORMS}; align the data with {gmm_dir} (asr align --data) first")
     transforms = load_transforms(ali_dir / FMLLR_TRANSFORMS)
-    feats = load_features(data.path, gmm.pipeline)
-    missing = sorted({data.utt2spk[u] for u in feats} - set(transforms))
+    missing = sorted({data.utt2spk[u] for u in data.utts()} - set(transforms))
     if missing:
         raise AsrError(f"{ali_dir / FMLLR_TRANSFORMS}: no transform for speaker(s) {', '.join(missing[:5])} of {data.path}")
-    return gmm, {u: apply_fmllr(x, transforms[data.utt2spk[u]]) for u, x in feats.items()}
+    feats = FeatureArchive(data.path, gmm.pipeline, post=lambda u, x: apply_fmllr(x, transforms[data.utt2spk[u]]))
+    return gmm, feats if streamed else {u: feats[u] for u in feats}
 
 
 def run_sequence_epoch(net: nn.Module, data: Utterances, batches: list[list[int]], cfg: TrainConfig,
@@ -285,6 +317,8 @@ def _epoch_batches(train_set, cfg: TrainConfig, epoch: int, gen: torch.Generator
     """This epoch's order: frames (window nets) or batches of utterances (recurrent nets),
     shuffled, with the curriculum's ordering and length cap applied."""
     sorted_first = cfg.curriculum and epoch == 1
+    if isinstance(train_set, FrameStream):
+        return train_set.order(gen, sorted_first, curriculum_cap(train_set.lengths, epoch, cfg.curriculum_epochs))
     if isinstance(train_set, FrameSet):
         lengths = train_set.utt_len.cpu().numpy()
         return frame_order(train_set, sorted_first, gen, curriculum_cap(lengths, epoch, cfg.curriculum_epochs))
@@ -319,13 +353,13 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
     data = DataDir.load(data_dir)
     adapt_gmm = None
     if cfg.fmllr:
-        adapt_gmm, feats = _fmllr_features(data, gmm_dir, ali_dir)
+        adapt_gmm, feats = _fmllr_features(data, gmm_dir, ali_dir, cfg.chunk_frames > 0)
         pipeline = adapt_gmm.pipeline
     else:
         pipeline = FeaturePipeline(cmvn=cfg.cmvn, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
                                    delta_order=cfg.delta_order)
-        feats = load_features(data_dir, pipeline)
-    targets = read_alignments(ali_dir, "pdf")
+        feats = training_features(data_dir, pipeline, cfg.chunk_frames)
+    targets = read_alignments(ali_dir, "pdf", np.int32 if cfg.chunk_frames > 0 else np.int64)
     utts = sorted(u for u in data.utts() if u in targets and u in feats)
     if not utts:
         raise AsrError(f"no utterance of {data_dir} has an alignment in {ali_dir}")
@@ -342,13 +376,19 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
         train_set = hybrid_utterances(feats, targets, tr_utts)
         cv_set = hybrid_utterances(feats, targets, cv_utts) if cv_utts else None
         train_frames = sum(len(f) for f in train_set.feats)
+    elif cfg.chunk_frames > 0:
+        train_set = FrameStream(feats, targets, tr_utts, cfg.chunk_frames, device)
+        cv_set = FrameStream(feats, targets, cv_utts, cfg.chunk_frames, device) if cv_utts else None
+        train_frames = len(train_set)
     else:
         train_set = FrameSet.build(feats, targets, tr_utts).to(device)
         cv_set = FrameSet.build(feats, targets, cv_utts).to(device) if cv_utts else None
         train_frames = len(train_set)
-    counts = np.bincount(np.concatenate([targets[u] for u in utts]), minlength=num_pdfs)
+    counts = np.zeros(num_pdfs, dtype=np.int64)  # per utterance: no second copy of a large alignment
+    for u in utts:
+        counts += np.bincount(targets[u], minlength=num_pdfs)
     log_priors = state_log_priors(counts, cfg.prior_floor)
-    input_dim = next(iter(feats.values())).shape[1]
+    input_dim = feats[utts[0]].shape[1]
     net = build_network(cfg.net, input_dim, num_pdfs).to(device)
     opt = make_optimizer(net, cfg)
     trainer = wrap(net, device, world)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
+from asr.features import chunk_utterances
 from asr.hmm.alignments import phone_segments
 from asr.hmm.topology import TransitionModel
 from asr.utils import AsrError
@@ -74,34 +76,51 @@ def frame_keys(tids: np.ndarray, trans: TransitionModel) -> np.ndarray:
     return np.stack([np.repeat(left, lengths), np.repeat(phones, lengths), np.repeat(right, lengths), state], axis=1)
 
 
-def accumulate_tree_stats(feats: dict[str, np.ndarray], tids: dict[str, np.ndarray],
-                          trans: TransitionModel) -> TreeStats:
+def accumulate_tree_stats(feats: Mapping[str, np.ndarray], tids: dict[str, np.ndarray],
+                          trans: TransitionModel, chunk_frames: int = 0) -> TreeStats:
     """Tree statistics of every aligned utterance that has features.
 
     Args:
-        feats: utt -> (T, D) features (the pipeline the tree's GMMs will use).
+        feats: utt -> (T, D) features (the pipeline the tree's GMMs will use); a
+            :class:`~asr.features.FeatureArchive` is read ``chunk_frames`` frames at a time
+            (0: all at once), and each chunk's statistics are summed.
         tids: utt -> (T,) transition-id alignment.
     """
-    keys, frames = [], []
     missing = sorted(set(tids) - set(feats))
     if missing:
         log.warning("%d aligned utterance(s) have no features and are skipped: %s", len(missing), " ".join(missing[:5]))
-    for utt in sorted(set(tids) & set(feats)):
-        if len(tids[utt]) != len(feats[utt]):
-            raise AsrError(f"utterance {utt}: alignment has {len(tids[utt])} frames, features {len(feats[utt])}")
+    utts = sorted(set(tids) & set(feats))
+    if not utts:
+        raise AsrError("no aligned utterance to build the tree from")
+    parts = [_chunk_tree_stats(feats, tids, trans, chunk)
+             for chunk in chunk_utterances(utts, {u: len(tids[u]) for u in utts}, chunk_frames)]
+    if len(parts) == 1:
+        return parts[0]
+    return _reduce_by_key(np.concatenate([p.keys for p in parts]), np.concatenate([p.packed for p in parts]))
+
+
+def _chunk_tree_stats(feats: Mapping[str, np.ndarray], tids: dict[str, np.ndarray], trans: TransitionModel,
+                      utts: list[str]) -> TreeStats:
+    keys, frames = [], []
+    for utt in utts:
+        x = feats[utt]
+        if len(tids[utt]) != len(x):
+            raise AsrError(f"utterance {utt}: alignment has {len(tids[utt])} frames, features {len(x)}")
         try:
             keys.append(frame_keys(tids[utt], trans))
         except AsrError as e:
             raise AsrError(f"utterance {utt}: {e}") from None
-        frames.append(feats[utt])
-    if not keys:
-        raise AsrError("no aligned utterance to build the tree from")
-    k = np.concatenate(keys)
+        frames.append(x)
     x = np.concatenate(frames).astype(np.float64)
-    uniq, inverse = np.unique(k, axis=0, return_inverse=True)
+    return _reduce_by_key(np.concatenate(keys), np.concatenate([np.ones((len(x), 1)), x, x * x], axis=1))
+
+
+def _reduce_by_key(keys: np.ndarray, packed: np.ndarray) -> TreeStats:
+    """(K, 4) keys with (K, 1 + 2D) [count, sum, sumsq] rows -> one row per distinct key."""
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(len(uniq)))
-    xs = x[order]
-    return TreeStats(uniq, np.bincount(inverse, minlength=len(uniq)).astype(np.float64),
-                     np.add.reduceat(xs, starts, axis=0), np.add.reduceat(xs * xs, starts, axis=0))
+    total = np.add.reduceat(packed[order], starts, axis=0)
+    D = (packed.shape[1] - 1) // 2
+    return TreeStats(uniq, total[:, 0], total[:, 1:1 + D], total[:, 1 + D:])
