@@ -8,7 +8,7 @@ VENV   := .venv
 ASR    := $(VENV)/bin/asr
 export ASR_CORPUS_MIRROR ?= $(abspath ../shared/corpora)
 
-.PHONY: setup run test lock an4 fsdd clean bench
+.PHONY: setup run test lock an4 fsdd clean bench bench-stream
 setup: $(VENV)/.installed
 # Exactly the locked set: the installer first, then every package at its locked version,
 # then asr itself in editable mode without resolving anything again.
@@ -44,6 +44,10 @@ lock:
 # through tri1 (make -C recipes/an4 5) for the GMM rows. On a GPU machine: sh bench/gpu.sh.
 bench: setup
 	$(VENV)/bin/python bench/run_bench.py --runs 3 --out bench/RESULTS.md
+# EM iterations and DNN epochs on a 100-hour synthetic corpus (AN4 replicated with noise,
+# 2.2 GB in exp/bench/stream), features streamed: bench/STREAMING.md (about 25 min).
+bench-stream: setup
+	$(VENV)/bin/python bench/bench_stream.py --out bench/STREAMING.md
 
 run: setup
 	$(MAKE) -C recipes/yesno

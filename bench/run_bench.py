@@ -266,6 +266,8 @@ def main() -> None:
     lines += ["", "For comparison (issue 19): Kaldi's own train_deltas.sh at the same size (488 leaves, ~9,000 "
               "Gaussians), one process, took 41.3 s on this machine (the issue's back-to-back measurement; Kaldi is "
               "not installed here to rerun it)."]
+    lines += ["", "Memory at scale (EM iterations and DNN epochs on a 100-hour synthetic corpus, features streamed "
+              "from the archive): `make bench-stream`, table in bench/STREAMING.md."]
     if not torch.cuda.is_available():
         lines += ["", "No GPU on this machine: the `--device cuda` rows (GMM statistics and alignment in torch, "
                   "DNN and CTC training at fp32 and bf16) come from `bench/gpu.sh` on a machine with one."]
