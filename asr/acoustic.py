@@ -113,14 +113,12 @@ def frame_shift_s(model) -> float:
     return model.feature.frame_shift_ms / 1000 * getattr(model, "subsample", 1)
 
 
-def pdf_scores(model, feats: np.ndarray, pdfs: np.ndarray, device=None):
-    """(T, len(pdfs)) torch scores of some pdfs only: a GMM evaluates just those
+def pdf_scores(model, feats: np.ndarray, pdfs: np.ndarray, device=None) -> np.ndarray:
+    """(T, len(pdfs)) float32 scores of some pdfs only: a GMM evaluates just those
     (``model.pdf_scores``, on a torch ``device`` when given); other models compute all and pick."""
-    import torch
-
     if hasattr(model, "pdf_scores"):
         return model.pdf_scores(feats, pdfs, device) if device is not None else model.pdf_scores(feats, pdfs)
-    return torch.from_numpy(model.scores(feats)).float()[:, torch.from_numpy(np.asarray(pdfs))]
+    return model.scores(feats)[:, np.asarray(pdfs)].astype(np.float32)
 
 
 def features_for_files(model, paths: list[str], scp_entries: bool = False) -> dict[str, np.ndarray]:

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from asr.hmm.align import align_utterances, equal_alignment, viterbi_batch
 from asr.hmm.align_graph import build_align_graph
@@ -67,7 +66,7 @@ def brute_force(g, emit: np.ndarray, tlp: np.ndarray, tscale: float = TSCALE):
 
 
 def _align_one(g, emit, trans):
-    res = align_utterances({"u": g}, lambda u, gr: torch.from_numpy(emit).float(), trans.log_probs, TSCALE,
+    res = align_utterances({"u": g}, lambda u, gr: emit.astype(np.float32), trans.log_probs, TSCALE,
                            num_frames={"u": len(emit)})
     return res["u"]
 
@@ -132,7 +131,7 @@ def test_batching_matches_single(setup):
     specs = {"a": (g, 9), "b": (g2, 4), "c": (g3, 25), "d": (g, 14), "e": (g2, 1), "f": (g, 7)}
     emits = {u: rng.normal(0, 2, (T, gr.num_states)) for u, (gr, T) in specs.items()}
     graphs = {u: gr for u, (gr, _) in specs.items()}
-    fn = lambda u, gr: torch.from_numpy(emits[u]).float()  # noqa: E731
+    fn = lambda u, gr: emits[u].astype(np.float32)  # noqa: E731
     frames = {u: T for u, (_, T) in specs.items()}
     together = align_utterances(graphs, fn, trans.log_probs, TSCALE, num_frames=frames)
     # A tiny batch budget forces one utterance per batch.
@@ -158,14 +157,12 @@ def test_batching_matches_single(setup):
 def test_viterbi_batch_direct(setup):
     *_, trans, ctx, lex, g = setup
     rng = np.random.default_rng(3)
-    tlp = torch.from_numpy(trans.log_probs).float() * TSCALE
-    pt = torch.from_numpy(g.pred_tid)
-    arc = torch.where(pt >= 0, tlp[pt.clamp(min=0)], torch.tensor(0.0)) + torch.from_numpy(g.pred_graph).float()
-    ft = torch.from_numpy(g.final_tid)
-    fin = torch.where(ft >= 0, tlp[ft.clamp(min=0)], torch.tensor(0.0)) + torch.from_numpy(g.final_graph).float()
+    tlp = trans.log_probs * TSCALE
+    arc = np.where(g.pred_tid >= 0, tlp[np.maximum(g.pred_tid, 0)], 0.0) + g.pred_graph
+    fin = np.where(g.final_tid >= 0, tlp[np.maximum(g.final_tid, 0)], 0.0) + g.final_graph
     e1 = rng.normal(0, 2, (9, g.num_states))
     e2 = rng.normal(0, 2, (5, g.num_states))
-    out = viterbi_batch([g, g], [torch.from_numpy(e1).float(), torch.from_numpy(e2).float()], [arc, arc], [fin, fin])
+    out = viterbi_batch([g, g], [e1.astype(np.float32), e2.astype(np.float32)], [arc, arc], [fin, fin])
     ref_score, ref_path, _ = brute_force(g, e1, trans.log_probs)
     assert out[0].score == pytest.approx(ref_score, abs=1e-4)
     assert list(out[0].states) == ref_path
@@ -232,11 +229,10 @@ def test_alternate_pronunciations(setup):
 
 
 def _arcs(g, trans):
-    from asr.hmm.align import arc_scores
+    from asr.hmm.align import arc_scores, scaled_transitions
 
-    tlp = torch.from_numpy(trans.log_probs).float() * TSCALE
-    return (arc_scores(g.pred_tid, g.pred_graph, tlp).numpy(),
-            arc_scores(g.final_tid, g.final_graph, tlp).numpy())
+    tlp = scaled_transitions(trans.log_probs, TSCALE)
+    return arc_scores(g.pred_tid, g.pred_graph, tlp), arc_scores(g.final_tid, g.final_graph, tlp)
 
 
 def _planted_emissions(g, rng, stay: float = 0.6, margin: float = 3.0) -> np.ndarray:

@@ -46,11 +46,13 @@ def test_em_recovers_generating_gmm():
         gmm.update(stats, var_floor=var_floor)
         gmm.mix_up(2, stats.occ.sum(1))
     assert gmm.total_gaussians() == 2
-    # EM never decreases the likelihood once the model size is fixed.
+    # EM never decreases the likelihood once the model size is fixed (up to the float32
+    # rounding of the component scores, as Kaldi computes them: ~1e-7 per frame).
     two = [ll for n, ll in logliks if n == 2]
     assert len(two) >= 25
     for a, b in zip(two, two[1:]):
-        assert b >= a - 1e-9, (a, b)
+        assert b >= a - 2e-6, (a, b)
+    assert two[-1] > two[0] + 0.01  # and it did climb
     # The final likelihood is close to that of the true model on the same data.
     true = DiagGmmSet(TRUE_MEANS[None], TRUE_VARS[None], np.log(TRUE_WEIGHTS)[None])
     true_ll = true.accumulate(x, pdf_ids).loglik / len(x)
@@ -105,7 +107,8 @@ def test_accumulate_matches_reference_posteriors():
     pdf_ids = rng.integers(0, 3, 40)
     stats = gmm.accumulate(x, pdf_ids)
     ref = _reference_loglik(gmm, x)
-    np.testing.assert_allclose(stats.loglik, ref[np.arange(40), pdf_ids].sum(), rtol=1e-9)
+    # component scores are float32 (as Kaldi's); posteriors still sum to one in float64
+    np.testing.assert_allclose(stats.loglik, ref[np.arange(40), pdf_ids].sum(), rtol=1e-6)
     np.testing.assert_allclose(stats.occ.sum(1), np.bincount(pdf_ids, minlength=3), rtol=1e-9)
     for p in range(3):
         np.testing.assert_allclose(stats.sx[p].sum(0), x[pdf_ids == p].sum(0), rtol=1e-9, atol=1e-9)
@@ -129,7 +132,7 @@ def test_accumulate_with_padding_and_two_jobs_is_exact():
     assert one.loglik == two.loglik
     ref = _reference_loglik(gmm, x)
     keep = pdf_ids >= 0
-    np.testing.assert_allclose(one.loglik, ref[np.flatnonzero(keep), pdf_ids[keep]].sum(), rtol=1e-9)
+    np.testing.assert_allclose(one.loglik, ref[np.flatnonzero(keep), pdf_ids[keep]].sum(), rtol=1e-6)  # float32 scores
     assert np.all(one.occ[np.isinf(lw)] == 0)
     np.testing.assert_allclose(one.occ.sum(1), np.bincount(pdf_ids[keep], minlength=P), rtol=1e-9)
 

@@ -99,11 +99,13 @@ def test_streamed_statistics_equal_in_memory(tmp_path: Path, chunk: int) -> None
     gmm = _gmm(feats[utts[0]].shape[1], 4)
     ref = gmm.accumulate(np.concatenate([feats[u] for u in utts]), np.concatenate([pdfs[u] for u in utts]))
     got = accumulate_streamed(gmm, archive, pdfs, utts, GmmTrainConfig(chunk_frames=chunk))
+    # Component scores are float32 matmuls, whose rounding depends on how many frames go in
+    # together: equal to float32 precision, not bit for bit.
     assert got.frames == ref.frames
-    np.testing.assert_allclose(got.occ, ref.occ, rtol=1e-10)
-    np.testing.assert_allclose(got.sx, ref.sx, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(got.sxx, ref.sxx, rtol=1e-10)
-    assert got.loglik == pytest.approx(ref.loglik, rel=1e-12)
+    np.testing.assert_allclose(got.occ, ref.occ, rtol=1e-5)
+    np.testing.assert_allclose(got.sx, ref.sx, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sxx, ref.sxx, rtol=1e-5)
+    assert got.loglik == pytest.approx(ref.loglik, rel=1e-7)
     two = accumulate_streamed(gmm, archive, pdfs, utts, GmmTrainConfig(chunk_frames=chunk, nj=2))
     np.testing.assert_array_equal(two.sxx, got.sxx)  # any nj: the same sums in the same order
 
@@ -212,7 +214,7 @@ def test_streamed_triphone_training_equals_in_memory(yesno_run: Path, tmp_path: 
              "--set", "max_iter_inc=4", "--set", "realign_iters=[3]", "--set", f"chunk_frames={chunk}")
         logs[chunk] = [r["loglik_per_frame"] for r in json.loads((out / "train_log.json").read_text())]
         ctms[chunk] = (out / "ali" / "phones.ctm").read_text()
-    np.testing.assert_allclose(logs[700], logs[0], rtol=1e-9)
+    np.testing.assert_allclose(logs[700], logs[0], rtol=1e-6)
     assert ctms[700] == ctms[0]
 
 

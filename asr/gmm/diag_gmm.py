@@ -55,16 +55,31 @@ def bucket_sizes(num_components: np.ndarray) -> np.ndarray:
 _ACC: dict = {}
 
 
-def _accumulate_share(job: tuple[int, int]) -> dict:
-    k, nj = job
+def pdf_shares(gmm: "DiagGmmSet", pdf_ids: np.ndarray, nj: int) -> list[list[int]]:
+    """The pdfs each of ``nj`` jobs accumulates, balanced by their work (frames x components;
+    the silence states' few pdfs with hundreds of Gaussians each can be most of it): heaviest
+    first, each to the least loaded job (LPT scheduling). Deterministic, and every pdf is
+    made whole by one job, so the statistics do not depend on nj."""
+    frames = np.bincount(pdf_ids[pdf_ids >= 0], minlength=gmm.num_pdfs)
+    cost = frames * np.maximum(gmm.num_components(), 1) + frames  # + frames: the per-frame overhead
+    shares: list[list[int]] = [[] for _ in range(nj)]
+    load = np.zeros(nj)
+    for pdf in np.argsort(-cost, kind="stable"):
+        k = int(np.argmin(load))
+        shares[k].append(int(pdf))
+        load[k] += cost[pdf]
+    return [sorted(s) for s in shares]
+
+
+def _accumulate_share(pdfs: list[int]) -> dict:
     g = _ACC["gmm"]
-    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], _ACC["pdf_ids"], range(k, g.num_pdfs, nj))
+    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], _ACC["pdf_ids"], pdfs)
 
 
 def _accumulate_remote(job: tuple) -> dict:
-    k, nj, ragged, pdf_ids = job
+    pdfs, ragged, pdf_ids = job
     g = DiagGmmSet.from_ragged(ragged)
-    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], pdf_ids, range(k, g.num_pdfs, nj))
+    return g._accumulate_pdfs(_ACC["feats"], _ACC["src"], pdf_ids, pdfs)
 
 
 class StatsPool:
@@ -83,7 +98,7 @@ class StatsPool:
 
     def accumulate(self, gmm: "DiagGmmSet", pdf_ids: np.ndarray) -> "GmmStats":
         ragged = gmm.to_ragged()
-        parts = self.pool.map(_accumulate_remote, [(k, self.nj, ragged, pdf_ids) for k in range(self.nj)])
+        parts = self.pool.map(_accumulate_remote, [(pdfs, ragged, pdf_ids) for pdfs in pdf_shares(gmm, pdf_ids, self.nj)])
         return gmm.merge_stats(parts, len(pdf_ids), self.feats_dim)
 
     def close(self) -> None:
@@ -102,8 +117,30 @@ def _logsumexp_wide(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray)
         out[:, cols] = np.log(c.sum(axis=2)) + top[..., 0]
 
 
-@numba.njit(cache=True)
-def _logsumexp_groups(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray) -> None:
+# Fast-math without "no infs / no NaNs": padding components score -inf and must stay so.
+_FAST = {"reassoc", "contract", "nsz", "arcp", "afn"}
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _exp_nonpositive(x):  # pragma: no cover - compiled
+    """float32 exp(x) for x <= 0 (a log-sum-exp's terms after subtracting their max), as
+    Cephes' expf computes it: 2^n e^r with |r| <= ln2 / 2 and a polynomial for e^r. Plain
+    arithmetic, so the compiler can vectorise it where libm's exp is a scalar call; within
+    float32 rounding of exp. Below e^-87 (not a normal float32) it returns ~1e-38."""
+    x = max(x, np.float32(-87.0))
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)  # ln 2 in two parts (Cephes expf)
+    poly = np.float32(1.9875691500e-4)
+    poly = poly * r + np.float32(1.3981999507e-3)
+    poly = poly * r + np.float32(8.3334519073e-3)
+    poly = poly * r + np.float32(4.1665795894e-2)
+    poly = poly * r + np.float32(1.6666665459e-1)
+    poly = poly * r + np.float32(5.0000001201e-1)
+    return (poly * r * r + r + np.float32(1.0)) * np.float32(2.0) ** n
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _logsumexp_groups(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """out[t, cols[j]] = log sum_k exp(comp[t, j * m + k]): each pdf's m components, in one pass
     over the (T, n * m) matmul output (numpy's max / exp / sum would make three)."""
     for t in range(comp.shape[0]):
@@ -112,14 +149,13 @@ def _logsumexp_groups(comp: np.ndarray, m: int, cols: np.ndarray, out: np.ndarra
             base = j * m
             top = row[base]
             for k in range(1, m):
-                if row[base + k] > top:
-                    top = row[base + k]
+                top = max(top, row[base + k])
             if m == 1 or top == -np.inf:
                 out[t, cols[j]] = top
                 continue
-            acc = np.float32(0.0)  # float32 exp and sum: 1.7x faster; the terms are <= 1, at most m of them
+            acc = np.float32(0.0)  # float32 terms <= 1, at most m of them
             for k in range(m):
-                acc += np.exp(row[base + k] - top)
+                acc += _exp_nonpositive(row[base + k] - top)
             out[t, cols[j]] = top + np.log(acc)
 
 
@@ -234,14 +270,19 @@ class DiagGmmSet:
         return self._device_copy[1]
 
     def _component_loglik(self, pdf: int, x: np.ndarray) -> np.ndarray:
-        """(n, m) float64 log w_k N(x; mu_k, v_k) of frames ``x`` (n, D) under the m real
-        components of one pdf, as one matmul: [x^2, x] @ [-1/(2v), mu/v]^T + const."""
+        """(n, m) float32 log w_k N(x; mu_k, v_k) of frames ``x`` (n, D) under the m real
+        components of one pdf, as matmuls: [x^2, x] @ [-1/(2v), mu/v]^T + const. In float32,
+        as Kaldi's DiagGmm computes them (statistics are still summed in float64)."""
         real = np.flatnonzero(np.isfinite(self.log_weights[pdf]))
         m = int(real[-1]) + 1 if len(real) else 1  # real components come first (padding is -inf)
         mu, var, lw = self.means[pdf, :m], self.variances[pdf, :m], self.log_weights[pdf, :m]
         inv = 1.0 / var
         const = -0.5 * (np.log(2 * np.pi * var) + mu * mu * inv).sum(-1) + lw
-        return (x * x) @ (-0.5 * inv).T + x @ (mu * inv).T + const[None]
+        x = np.asarray(x, dtype=np.float32)
+        ll = (x * x) @ (-0.5 * inv).T.astype(np.float32)
+        ll += x @ (mu * inv).T.astype(np.float32)
+        ll += const.astype(np.float32)[None]
+        return ll
 
     # --- EM ---------------------------------------------------------------------------
     def frame_posteriors(self, feats: np.ndarray, pdf_ids: np.ndarray, chunk: int = 20000):
@@ -253,7 +294,8 @@ class DiagGmmSet:
             ``(pdf, rows, post, loglik)``: rows (n,) into ``feats`` of frames of that pdf
             (at most ``chunk`` at a time), post (n, m) their posteriors over the pdf's first m
             components, the real ones (padding at the end is never computed: silence may hold 20x the Gaussians of a
-            typical pdf), loglik (n,) float64 log p(x | pdf).
+            typical pdf), loglik (n,) float64 log p(x | pdf). Component scores and their exp
+            are float32; posteriors and what follows are float64.
         """
         order = np.argsort(pdf_ids, kind="stable")
         bounds = np.searchsorted(pdf_ids[order], np.arange(self.num_pdfs + 1))
@@ -261,12 +303,13 @@ class DiagGmmSet:
             frames = order[bounds[p]:bounds[p + 1]]
             for start in range(0, len(frames), chunk):
                 rows = frames[start:start + chunk]
-                ll = self._component_loglik(p, feats[rows].astype(np.float64))
+                ll = self._component_loglik(p, feats[rows])
                 top = ll.max(axis=1, keepdims=True)
-                post = np.exp(ll - top)
+                ll -= top
+                post = np.exp(ll, out=ll).astype(np.float64)
                 norm = post.sum(axis=1, keepdims=True)
                 post /= norm
-                yield p, rows, post, (top + np.log(norm))[:, 0]
+                yield p, rows, post, top[:, 0].astype(np.float64) + np.log(norm[:, 0])
 
     def accumulate(self, feats: np.ndarray, pdf_ids: np.ndarray, stats_feats: np.ndarray | None = None,
                    nj: int = 1) -> GmmStats:
@@ -278,8 +321,9 @@ class DiagGmmSet:
             stats_feats: optional (N, D') other features of the same frames whose statistics
                 are gathered with ``feats``' posteriors (Kaldi's gmm-acc-stats-twofeats:
                 the speaker-independent model of a SAT system).
-            nj: processes; each takes every nj-th pdf, so the statistics are identical to one
-                process's (every pdf's sums are made in the same order, whoever makes them).
+            nj: processes, each taking a share of the pdfs (:func:`pdf_shares`), so the statistics
+                are identical to one process's (every pdf's sums are made in the same order,
+                whoever makes them).
         """
         P = self.num_pdfs
         src = feats if stats_feats is None else stats_feats
@@ -288,7 +332,7 @@ class DiagGmmSet:
             _ACC.update(gmm=self, feats=feats, src=src, pdf_ids=pdf_ids)
             try:
                 with fork_pool(nj) as pool:
-                    parts = pool.map(_accumulate_share, [(k, nj) for k in range(nj)])
+                    parts = pool.map(_accumulate_share, pdf_shares(self, pdf_ids, nj))
             finally:
                 _ACC.clear()
         else:
@@ -332,6 +376,7 @@ class DiagGmmSet:
         """
         P, M, D = self.means.shape
         means, variances, lw = self.means.copy(), self.variances.copy(), self.log_weights.copy()
+        removed = False
         for p in range(P):
             real = np.isfinite(self.log_weights[p])
             occ = stats.occ[p]
@@ -343,6 +388,7 @@ class DiagGmmSet:
                 keep = real & (occ == occ[real].max())
             for m in np.flatnonzero(real & ~keep):
                 lw[p, m] = -np.inf
+                removed = True
             for m in np.flatnonzero(keep):
                 mu = stats.sx[p, m] / occ[m]
                 means[p, m] = mu
@@ -350,7 +396,11 @@ class DiagGmmSet:
             w = np.maximum(occ[keep] / occ[keep].sum(), min_weight)
             lw[p, keep] = np.log(w / w.sum())
         self.means, self.variances, self.log_weights = means, variances, lw
-        self._compact()
+        real = np.isfinite(lw)
+        if removed or not (real[:, 1:] <= real[:, :-1]).all():  # real components no longer first
+            self._compact()
+        else:
+            self.invalidate()
 
     def mix_up(self, target_total: int, occs: np.ndarray, power: float = 0.25,
                min_count: float = 20.0, perturb: float = 0.2) -> None:

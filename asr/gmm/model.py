@@ -78,14 +78,15 @@ class GmmHmm:
         """(T, num_pdfs) log-likelihoods of (T, D) pipeline-transformed features."""
         return self.gmm.log_likelihoods(feats)
 
-    def pdf_scores(self, feats: np.ndarray, pdfs: np.ndarray, device=None):
-        """(T, len(pdfs)) torch log-likelihoods of some pdfs only (alignment needs few of them);
+    def pdf_scores(self, feats: np.ndarray, pdfs: np.ndarray, device=None) -> np.ndarray:
+        """(T, len(pdfs)) float32 log-likelihoods of some pdfs only (alignment needs few of them);
         with a torch ``device`` (a GPU) computed there by :class:`~asr.gmm.torch_gmm.TorchGmm`."""
-        import torch
-
         if device is not None:
-            return self.gmm.on_device(device).log_likelihoods(feats)[:, torch.as_tensor(pdfs, device=device)].cpu()
-        return torch.from_numpy(self.gmm.log_likelihoods(feats, pdfs))
+            import torch
+
+            ll = self.gmm.on_device(device).log_likelihoods(feats)[:, torch.as_tensor(pdfs, device=device)]
+            return ll.cpu().numpy()
+        return self.gmm.log_likelihoods(feats, pdfs)
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

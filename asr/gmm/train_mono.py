@@ -23,7 +23,7 @@ from asr.gmm.em import GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align import equal_alignment
 from asr.hmm.align_data import Aligner
-from asr.hmm.align_graph import build_align_graph
+from asr.hmm.align_graph import build_align_graphs
 from asr.hmm.context import MonophoneContext
 from asr.hmm.topology import TransitionModel
 from asr.lang.prepare import Lang
@@ -56,9 +56,8 @@ def train_mono(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path, 
     pipeline = FeaturePipeline(cmvn=True, norm_vars=cfg.norm_vars, cmvn_window=cfg.cmvn_window,
                                delta_order=cfg.delta_order)
     feats = training_features(data_dir, pipeline, cfg.chunk_frames)
-    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, ctx, sil_phone,
-                                     cfg.sil_prob, utt)
-              for utt in data.utts()}
+    graphs = build_align_graphs({u: data.text[u] for u in data.utts()}, lang.lexicon, lang.phones, trans, ctx,
+                                sil_phone, cfg.sil_prob, cfg.nj)
     mean, var, num_frames = global_stats(feats, data.utts())
     gmm = DiagGmmSet.flat_start(ctx.num_pdfs, mean, var)
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, ctx, gmm, read_feature_config(data_dir), pipeline,

@@ -29,7 +29,7 @@ from asr.gmm.diag_gmm import DiagGmmSet
 from asr.gmm.em import FeatureUpdater, GmmTrainConfig, finish_training, global_stats, run_em
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner
-from asr.hmm.align_graph import build_align_graph
+from asr.hmm.align_graph import build_align_graphs
 from asr.hmm.alignments import read_alignments
 from asr.hmm.topology import TransitionModel
 from asr.lang.prepare import Lang
@@ -119,9 +119,8 @@ def train_tied(data_dir: str | Path, lang_dir: str | Path, ali_dir: str | Path, 
 
     model = GmmHmm(lang.phones, lang.words, lang.lexicon, trans, tree, gmm, read_feature_config(data_dir), pipeline,
                    sil_phone, DecoderConfig(acoustic_scale=cfg.acoustic_scale, transition_scale=cfg.transition_scale))
-    graphs = {utt: build_align_graph(data.text[utt], lang.lexicon, lang.phones, trans, tree, sil_phone,
-                                     cfg.sil_prob, utt)
-              for utt in data.utts()}
+    graphs = build_align_graphs({u: data.text[u] for u in data.utts()}, lang.lexicon, lang.phones, trans, tree,
+                                sil_phone, cfg.sil_prob, cfg.nj)
     aligner = Aligner(model, feats, graphs, cfg.acoustic_scale, cfg.transition_scale, cfg.boost_silence, cfg.nj,
                       cfg.device)
     fingerprint = {"data": str(data_dir.resolve()), "ali": str(ali_dir.resolve()), "frames": num_frames,

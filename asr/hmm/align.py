@@ -17,7 +17,6 @@ from typing import Callable
 
 import numba
 import numpy as np
-import torch
 
 from asr.hmm.align_graph import AlignGraph
 
@@ -42,23 +41,23 @@ class Alignment:
     score: float
 
 
-def viterbi_batch(graphs: list[AlignGraph], emissions: list[torch.Tensor], arcs: list[torch.Tensor],
-                  final_scores: list[torch.Tensor]) -> list[Alignment | None]:
+def viterbi_batch(graphs: list[AlignGraph], emissions: list[np.ndarray], arcs: list[np.ndarray],
+                  final_scores: list[np.ndarray]) -> list[Alignment | None]:
     """Best state path of each graph.
 
     Args:
         graphs: B training graphs.
-        emissions: B tensors (T_b, S_b) of scaled emission log-scores.
-        arcs: B tensors (S_b, K_b) of arc log-scores (-inf where no predecessor).
-        final_scores: B tensors (S_b,) of end-of-utterance log-scores.
+        emissions: B arrays (T_b, S_b) of scaled emission log-scores.
+        arcs: B arrays (S_b, K_b) of arc log-scores (-inf where no predecessor).
+        final_scores: B arrays (S_b,) of end-of-utterance log-scores.
     Returns:
         One :class:`Alignment` per graph, or None where no path fits the frames.
     """
     out: list[Alignment | None] = []
     for g, e, a, f in zip(graphs, emissions, arcs, final_scores):
-        states, ks, score = _viterbi_one(g.pred.astype(np.int64), a.numpy().astype(np.float64),
-                                         g.init_graph.astype(np.float64), f.numpy().astype(np.float64),
-                                         e.numpy().astype(np.float32))
+        states, ks, score = _viterbi_one(g.pred.astype(np.int64), a.astype(np.float64),
+                                         g.init_graph.astype(np.float64), f.astype(np.float64),
+                                         np.asarray(e, dtype=np.float32))
         if not np.isfinite(score):
             out.append(None)
             continue
@@ -120,16 +119,20 @@ def _viterbi_one(pred, arc, init, final, emit):  # pragma: no cover - compiled
     return states, ks, score
 
 
-def arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: torch.Tensor) -> torch.Tensor:
-    """Scaled transition log-prob of each arc (0 where there is no tid) plus its graph log-prob."""
-    t = torch.from_numpy(tids)
-    return torch.where(t >= 0, tlp[t.clamp(min=0)], torch.tensor(0.0)) + torch.from_numpy(graph_logp).float()
+def arc_scores(tids: np.ndarray, graph_logp: np.ndarray, tlp: np.ndarray) -> np.ndarray:
+    """Scaled transition log-prob of each arc (0 where there is no tid) plus its graph log-prob (float32)."""
+    return np.where(tids >= 0, tlp[np.maximum(tids, 0)], np.float32(0.0)) + graph_logp.astype(np.float32)
 
 
-def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, AlignGraph], torch.Tensor],
+def scaled_transitions(trans_log_probs: np.ndarray, transition_scale: float) -> np.ndarray:
+    """(num_tids,) float32 transition log-probs times the transition scale."""
+    return trans_log_probs.astype(np.float32) * np.float32(transition_scale)
+
+
+def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, AlignGraph], np.ndarray],
                      trans_log_probs: np.ndarray, transition_scale: float = 0.1, *,
                      num_frames: dict[str, int], max_batch_elems: int = 8_000_000,
-                     device: torch.device | None = None) -> dict[str, Alignment | None]:
+                     device=None) -> dict[str, Alignment | None]:
     """Align many utterances, batching those of similar length.
 
     Emissions are computed one batch at a time, so memory holds one batch of (T, S)
@@ -142,10 +145,11 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
         transition_scale: weight of the HMM transition log-probs (Kaldi's self-loop scale).
         num_frames: utt -> T, to batch utterances of similar length.
         max_batch_elems: bound on B * T * S per batch (memory).
-        device: align each batch at once with :func:`asr.gmm.torch_gmm.viterbi_torch` on this
-            torch device (a GPU); None: the compiled CPU recursion, one utterance at a time.
+        device: align each batch at once with :func:`asr.hmm.align_torch.viterbi_torch` on this
+            torch device (a GPU); None: the compiled CPU recursion, one utterance at a time
+            (torch is not imported).
     """
-    tlp = torch.from_numpy(trans_log_probs).float() * transition_scale
+    tlp = scaled_transitions(trans_log_probs, transition_scale)
     results: dict[str, Alignment | None] = {}
     batch: list[str] = []
 
@@ -159,9 +163,8 @@ def align_utterances(graphs: dict[str, AlignGraph], emission_fn: Callable[[str, 
         else:
             from asr.hmm.align_torch import alignments_from_paths, viterbi_torch
 
-            paths = viterbi_torch([g.pred.astype(np.int64) for g in gs], [a.numpy() for a in arcs],
-                                  [g.init_graph for g in gs], [f.numpy() for f in finals],
-                                  [e.cpu().numpy() for e in emissions], device)
+            paths = viterbi_torch([g.pred.astype(np.int64) for g in gs], arcs, [g.init_graph for g in gs], finals,
+                                  emissions, device)
             alis = alignments_from_paths(gs, paths)
         for u, a in zip(batch, alis):
             results[u] = a

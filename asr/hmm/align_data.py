@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import torch
 
 from asr.audio import LONG_FILE_SECONDS, is_long_file
 from asr.datadir import DataDir
 from asr.features import frame_count, load_features
-from asr.hmm.align import Alignment, arc_scores, align_utterances
+from asr.hmm.align import Alignment, align_utterances, arc_scores, scaled_transitions
 from asr.hmm.align_long import viterbi_streaming
 from asr.hmm.align_graph import AlignGraph, build_align_graph
 from asr.acoustic import features_for_files, features_for_long_file, frame_shift_s, load_model, pdf_scores
@@ -45,21 +44,24 @@ class Aligner:
     def __init__(self, model, feats: Mapping[str, np.ndarray], graphs: dict[str, AlignGraph],
                  acoustic_scale: float = 0.1, transition_scale: float = 0.1, boost_silence: float = 1.0,
                  nj: int = 1, device: str = "cpu"):
-        from asr.hmm.align_torch import torch_device
-
         self.model, self.feats, self.graphs = model, feats, graphs
         self.acoustic_scale, self.transition_scale, self.boost_silence = acoustic_scale, transition_scale, boost_silence
         self.nj = nj  # processes (Kaldi's --nj); each path is exact, so the result is the same for any nj
-        # "cuda" (or "torch": the same code on the CPU): GMM scores and batched Viterbi in torch
-        self.device = torch_device(device)
+        # "cuda" (or "torch": the same code on the CPU): GMM scores and batched Viterbi in torch;
+        # on the CPU path torch is never imported (it costs a GMM command 1.5-3 s to load)
+        self.device = None
+        if device != "cpu":
+            from asr.hmm.align_torch import torch_device
 
-    def emissions(self, utt: str, g: AlignGraph) -> torch.Tensor:
-        """(T, S) scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
+            self.device = torch_device(device)
+
+    def emissions(self, utt: str, g: AlignGraph) -> np.ndarray:
+        """(T, S) float32 scaled emission scores of the graph's states; only the graph's pdfs are evaluated."""
         pdfs, inverse = np.unique(g.pdf, return_inverse=True)
-        ll = pdf_scores(self.model, self.feats[utt], pdfs, self.device)[:, torch.from_numpy(inverse)]
+        ll = pdf_scores(self.model, self.feats[utt], pdfs, self.device)[:, inverse.reshape(-1)]
         if self.boost_silence != 1.0:
-            ll += torch.from_numpy(silence_boost(self.model, g, self.boost_silence)).float()
-        return self.acoustic_scale * ll
+            ll += silence_boost(self.model, g, self.boost_silence).astype(np.float32)
+        return np.float32(self.acoustic_scale) * ll
 
     def align(self) -> dict[str, Alignment]:
         if self.nj > 1 and len(self.graphs) > 1 and self.device is None:
@@ -83,10 +85,9 @@ class Aligner:
         return {u: res[u] for u in self.graphs if res[u] is not None}
 
     def _align(self, utts: list[str]) -> dict[str, Alignment | None]:
-        with torch.no_grad():
-            return align_utterances({u: self.graphs[u] for u in utts}, self.emissions, self.model.trans.log_probs,
-                                    self.transition_scale, num_frames={u: frame_count(self.feats, u) for u in utts},
-                                    device=self.device)
+        return align_utterances({u: self.graphs[u] for u in utts}, self.emissions, self.model.trans.log_probs,
+                                self.transition_scale, num_frames={u: frame_count(self.feats, u) for u in utts},
+                                device=self.device)
 
 
 # Worker state of parallel alignment (inherited through fork).
@@ -175,20 +176,19 @@ def _stream_align(model, feats: np.ndarray, g: AlignGraph, opts: dict, name: str
                   block_frames: int = 1000, context: int = 50) -> Alignment:
     """One streaming alignment of (T, D) features; Kaldi's beam, then its retry beam (x4)."""
     acoustic_scale, transition_scale, boost = align_scales(model, opts)
-    tlp = torch.from_numpy(model.trans.log_probs).float() * transition_scale
-    arc = arc_scores(g.pred_tid, g.pred_graph, tlp).numpy()
-    final = arc_scores(g.final_tid, g.final_graph, tlp).numpy()
+    tlp = scaled_transitions(model.trans.log_probs, transition_scale)
+    arc = arc_scores(g.pred_tid, g.pred_graph, tlp)
+    final = arc_scores(g.final_tid, g.final_graph, tlp)
     pdfs, cols = np.unique(g.pdf, return_inverse=True)
     bonus = acoustic_scale * silence_boost(model, g, boost)
 
     def blocks():
         # each block is scored with `context` frames either side, so that spliced-input
         # networks see the same frames as a whole-utterance pass
-        with torch.no_grad():
-            for t in range(0, len(feats), block_frames):
-                a, b = max(t - context, 0), min(t + block_frames + context, len(feats))
-                scores = pdf_scores(model, feats[a:b], pdfs)
-                yield acoustic_scale * scores[t - a:t - a + min(block_frames, len(feats) - t)].numpy()
+        for t in range(0, len(feats), block_frames):
+            a, b = max(t - context, 0), min(t + block_frames + context, len(feats))
+            scores = pdf_scores(model, feats[a:b], pdfs)
+            yield np.float32(acoustic_scale) * scores[t - a:t - a + min(block_frames, len(feats) - t)]
 
     beam = float(opts.get("beam", 30.0))
     for attempt in (beam, 4 * beam):

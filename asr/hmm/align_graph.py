@@ -176,3 +176,32 @@ def build_align_graph(words: list[str], lexicon: Lexicon, phones: SymbolTable, t
         for i in equal_seq])
     return AlignGraph(np.array(pdf), np.array(tstate), np.array(phone), np.array(word_pos), np.array(instance),
                       pred, pred_tid, pred_graph, init_graph, final_tid, final_graph, equal_path)
+
+
+# Arguments of parallel graph compilation (inherited by the forked workers, not pickled).
+_COMPILE: dict = {}
+
+
+def build_align_graphs(texts: dict[str, list[str]], lexicon: Lexicon, phones: SymbolTable, trans: TransitionModel,
+                       ctx, silence_phone: str = "SIL", sil_prob: float = 0.5, nj: int = 1) -> dict[str, AlignGraph]:
+    """:func:`build_align_graph` of every utterance (utt -> words), in ``nj`` forked processes
+    as Kaldi's compile-train-graphs runs per job; the graphs do not depend on nj."""
+    utts = list(texts)
+    if nj <= 1 or len(utts) < 2 * nj:
+        return {u: build_align_graph(texts[u], lexicon, phones, trans, ctx, silence_phone, sil_prob, u) for u in utts}
+    from asr.parallel import fork_pool
+
+    _COMPILE.update(args=(lexicon, phones, trans, ctx, silence_phone, sil_prob), texts=texts)
+    try:
+        with fork_pool(nj) as pool:
+            parts = pool.map(_compile_share, [utts[k::nj] for k in range(nj)])
+    finally:
+        _COMPILE.clear()
+    graphs = {u: g for part in parts for u, g in part.items()}
+    return {u: graphs[u] for u in utts}
+
+
+def _compile_share(utts: list[str]) -> dict[str, AlignGraph]:
+    lexicon, phones, trans, ctx, silence_phone, sil_prob = _COMPILE["args"]
+    return {u: build_align_graph(_COMPILE["texts"][u], lexicon, phones, trans, ctx, silence_phone, sil_prob, u)
+            for u in utts}

@@ -117,7 +117,13 @@ def _chunk_tree_stats(feats: Mapping[str, np.ndarray], tids: dict[str, np.ndarra
 
 def _reduce_by_key(keys: np.ndarray, packed: np.ndarray) -> TreeStats:
     """(K, 4) keys with (K, 1 + 2D) [count, sum, sumsq] rows -> one row per distinct key."""
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    # Rows as one int64 each (mixed radix, lexicographic order kept): a 1-D unique is ~5x
+    # faster than unique over rows.
+    base = int(keys.max()) + 1 if len(keys) else 1
+    code = ((keys[:, 0] * base + keys[:, 1]) * base + keys[:, 2]) * base + keys[:, 3]
+    uniq_code, inverse = np.unique(code, return_inverse=True)
+    uniq = np.stack([uniq_code // base**3, uniq_code // base**2 % base, uniq_code // base % base, uniq_code % base],
+                    axis=1).astype(keys.dtype)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(len(uniq)))
