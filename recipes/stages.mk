@@ -83,7 +83,7 @@ $(DATA)/$(MONO_SET)/.done: $(DATA)/.done.features
 	$(ASR) subset-data $(DATA)/$(TRAIN_SET) $(DATA)/$(MONO_SET) --shortest $(MONO_SHORTEST)
 	touch $@
 $(MONO_ALI)/.done: $(EXP)/mono/.done.train
-	$(ASR) align $(EXP)/mono --data $(DATA)/$(TRAIN_SET) --out $(MONO_ALI)
+	$(ASR) align $(EXP)/mono --data $(DATA)/$(TRAIN_SET) --out $(MONO_ALI) --nj $(NJ)
 	touch $@
 MONO_DEPS := $(DATA)/$(MONO_SET)/.done
 TRI1_DEPS := $(MONO_ALI)/.done
