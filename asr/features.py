@@ -396,6 +396,15 @@ def frame_count(feats: Mapping[str, np.ndarray], utt: str) -> int:
     return feats.num_frames(utt) if isinstance(feats, FeatureArchive) else len(feats[utt])
 
 
+def aligned_features(feats: Mapping[str, np.ndarray], utt: str, frames: int) -> np.ndarray:
+    """``feats[utt]``, checked to have the ``frames`` frames its alignment has (one clear error
+    naming the utterance otherwise)."""
+    x = feats[utt]
+    if len(x) != frames:
+        raise AsrError(f"utterance {utt}: {len(x)} feature frames but {frames} aligned frames")
+    return x
+
+
 def chunk_utterances(utts: list[str], lengths: Mapping[str, int], chunk_frames: int) -> list[list[str]]:
     """Consecutive groups of ``utts`` of about ``chunk_frames`` frames each (a group closes
     once it reaches it; ``chunk_frames`` <= 0: one group of everything)."""

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from asr.features import chunk_utterances
+from asr.features import aligned_features, chunk_utterances
 from asr.gmm.diag_gmm import DiagGmmSet, GmmStats, StatsPool
 from asr.gmm.model import GmmHmm
 from asr.hmm.align_data import Aligner, save_alignment_outputs
@@ -187,7 +187,7 @@ def accumulate_streamed(gmm: DiagGmmSet, feats: Mapping[str, np.ndarray], frame_
     Chunks are summed in order, so any ``nj`` gives the same statistics."""
     lengths = {u: len(frame_pdfs[u]) for u in utts}
     chunks = chunk_utterances(utts, lengths, cfg.chunk_frames)
-    read = lambda chunk: np.concatenate([_checked(feats, u, lengths[u]) for u in chunk])  # noqa: E731
+    read = lambda chunk: np.concatenate([aligned_features(feats, u, lengths[u]) for u in chunk])  # noqa: E731
     stats = None
     for chunk, x in tqdm(prefetched(read, chunks), total=len(chunks), desc="statistics", unit="chunk", leave=False,
                          disable=None):
@@ -196,13 +196,6 @@ def accumulate_streamed(gmm: DiagGmmSet, feats: Mapping[str, np.ndarray], frame_
     if stats is None:
         raise AsrError("no aligned utterance to accumulate statistics over")
     return stats
-
-
-def _checked(feats: Mapping[str, np.ndarray], utt: str, frames: int) -> np.ndarray:
-    x = feats[utt]
-    if len(x) != frames:
-        raise AsrError(f"utterance {utt}: {len(x)} feature frames but {frames} aligned frames")
-    return x
 
 
 def _var_floor(feats: Mapping[str, np.ndarray], cfg: GmmTrainConfig) -> np.ndarray:

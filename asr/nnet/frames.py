@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.features import chunk_utterances
+from asr.features import aligned_features, chunk_utterances
 from asr.parallel import prefetched
 from asr.utils import AsrError
 
@@ -72,9 +72,8 @@ class FrameSet:
         xs, ys, starts, ends, lens = [], [], [], [], []
         offset = 0
         for u in utts:
-            x, y = feats[u], targets[u]
-            if len(x) != len(y):
-                raise AsrError(f"utterance {u}: {len(x)} feature frames but {len(y)} aligned frames")
+            y = targets[u]
+            x = aligned_features(feats, u, len(y))
             xs.append(x)
             ys.append(y)
             starts.append(np.full(len(x), offset))

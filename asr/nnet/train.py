@@ -32,7 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from asr.datadir import DataDir
-from asr.features import FeatureArchive, FeaturePipeline, read_feature_config, training_features
+from asr.features import (FeatureArchive, FeaturePipeline, aligned_features, read_feature_config,
+                          training_features)
 from asr.hmm.alignments import check_alignment_tree, read_alignments, tree_fingerprint
 from asr.model_dir import read_hmm_side, read_meta
 from asr.nnet.frames import FrameSet, FrameStream, StreamOrder, Utterances
@@ -305,11 +306,9 @@ def run_sequence_epoch(net: nn.Module, data: Utterances, batches: list[list[int]
 
 def hybrid_utterances(feats: dict[str, np.ndarray], targets: dict[str, np.ndarray], utts: list[str]) -> Utterances:
     """Whole utterances with their per-frame pdf targets, sorted by length."""
-    for u in utts:
-        if len(feats[u]) != len(targets[u]):
-            raise AsrError(f"utterance {u}: {len(feats[u])} feature frames but {len(targets[u])} aligned frames")
-    keys = sorted(utts, key=lambda u: (len(feats[u]), u))
-    return Utterances(keys, [torch.as_tensor(feats[u], dtype=torch.float32) for u in keys],
+    x = {u: aligned_features(feats, u, len(targets[u])) for u in utts}
+    keys = sorted(utts, key=lambda u: (len(x[u]), u))
+    return Utterances(keys, [torch.as_tensor(x[u], dtype=torch.float32) for u in keys],
                       [torch.as_tensor(targets[u], dtype=torch.int64) for u in keys])
 
 
