@@ -308,6 +308,14 @@ def cmd_lmrescore(a: argparse.Namespace) -> None:
                   a.tune_on, a.prune_beam)
 
 
+def cmd_lattice_copy(a: argparse.Namespace) -> None:
+    from asr.decode.lattice import read_lattices, write_lattices
+
+    lattices = read_lattices(a.input)
+    write_lattices(a.output, lattices)
+    print(f"{a.output}: {len(lattices)} lattices, {sum(lat.num_arcs for lat in lattices.values())} arcs")
+
+
 def _decode_inputs(a: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(keys, audio paths or wav.scp entries) of ``asr decode FILE...`` or ``--scp``."""
     from asr.datadir import read_kv
@@ -843,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--old-lm", required=True, help="ARPA LM the decoding graph was built from")
     sp.add_argument("--new-lm", required=True, help="ARPA LM to rescore with (up to 3-grams)")
     sp.add_argument("--data", required=True, help="the data dir that was decoded (its text is scored)")
-    sp.add_argument("--lattices", required=True, help="decode dir holding lat.gz")
+    sp.add_argument("--lattices", required=True, help="decode dir holding lat.npz (or lat.gz)")
     sp.add_argument("--dir", required=True, help="output decode dir")
     sp.add_argument("--sweep", metavar="MIN:MAX[:STEP]", help="LMWT grid to score (Kaldi best_wer)")
     sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
@@ -851,6 +859,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prune-beam", type=float, default=6.0,
                     help="prune each lattice to this beam before rescoring (Kaldi's lattice-prune; 0: not)")
     config_opts(sp)
+
+    sp = add("lattice-copy", cmd_lattice_copy,
+             "convert a lattice archive: binary (.npz, what decode dirs hold) <-> Kaldi text (.gz or plain)",
+             "asr lattice-copy exp/an4/tri1/decode_test/lat.npz lat.txt.gz   # then Kaldi: "
+             "lattice-copy 'ark:gunzip -c lat.txt.gz|' ark:lat.ark")
+    sp.add_argument("input", help="lattice archive to read (.npz binary, else Kaldi text, gzipped if .gz)")
+    sp.add_argument("output", help="archive to write: .npz binary, else Kaldi text (gzipped if .gz)")
 
     sp = add("lm", cmd_lm, "estimate an n-gram LM (ARPA) from a text file, one sentence per line",
              "asr lm --order 3 corpus.txt > lm.arpa   # then: asr lang --dict D --lm lm.arpa --out data/lang")

@@ -162,7 +162,7 @@ def test_lattices_rescored_with_the_same_lm_score_the_same(yesno_run: Path, tmp_
     assert (tmp_path / "re" / "hyp.txt").read_text() == (tri1 / "decode_test" / "hyp.txt").read_text()
     bad = _asr("lmrescore", tri1, "--old-lm", lm, "--new-lm", lm, "--data", data / "test",
                "--lattices", tmp_path, "--dir", tmp_path / "re2", check=False)
-    assert bad.returncode == 1 and "no lat.gz" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "no lat.npz" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow

@@ -235,20 +235,50 @@ def test_empty_lattice_rejected(tmp_path):
         read_lattices(tmp_path / "bad.txt")
 
 
-def test_lattice_text_round_trip(tmp_path):
+@pytest.mark.parametrize("name", ["lat.gz", "lat.txt", "lat.npz"])
+def test_lattice_archive_round_trip(tmp_path, name):
+    """Kaldi text (gzipped or not) and the binary archive give the lattices back: the same
+    arcs (costs to float32 / 6 digits), so the same best paths at any scale."""
     g = two_word_graph(loop=True)
     lats = {}
     for k in range(3):
         scores = np.random.default_rng(k).normal(0, 2, (7, 3))
         lats[f"u{k}"] = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=0.5)).decode(scores).lattice
-    write_lattices(tmp_path / "lat.gz", lats)
-    back = read_lattices(tmp_path / "lat.gz")
-    assert sorted(back) == sorted(lats)
+    lats["u3"] = lats["u0"].pruned(0.5, 0.0)  # a one-path lattice beside the bushy ones
+    write_lattices(tmp_path / name, lats)
+    back = read_lattices(tmp_path / name)
+    assert list(back) == sorted(lats)
     for u, lat in lats.items():
+        assert back[u].num_arcs == lat.num_arcs and back[u].num_nodes <= lat.num_nodes
         for acs in (0.2, 0.5, 1.0):
             a, b = lat.best_path(acs), back[u].best_path(acs)
             assert lat.words(a) == back[u].words(b)
             assert lat.path_cost(a, acs) == pytest.approx(back[u].path_cost(b, acs), abs=1e-3)
+    if name == "lat.npz":  # binary -> text -> binary (text renumbers nodes): the same paths
+        write_lattices(tmp_path / "t.gz", back)
+        write_lattices(tmp_path / "again.npz", read_lattices(tmp_path / "t.gz"))
+        again = read_lattices(tmp_path / "again.npz")
+        for u in lats:
+            assert again[u].num_arcs == back[u].num_arcs
+            got, want = again[u].nbest(20, 0.5), back[u].nbest(20, 0.5)
+            assert [w for w, _ in got] == [w for w, _ in want]
+            np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-4)
+
+
+def test_damaged_binary_lattice_archive_rejected(tmp_path):
+    g = two_word_graph(loop=True)
+    lat = Decoder(g, TRANS_LOG_PROBS, DecoderConfig(acoustic_scale=0.5)).decode(
+        np.random.default_rng(0).normal(0, 2, (7, 3))).lattice
+    write_lattices(tmp_path / "lat.npz", {"u": lat})
+    with np.load(tmp_path / "lat.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["dst_minus_src"][0] = -1  # an arc going backwards
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(AsrError, match="bad.npz: u: arcs out of order"):
+        read_lattices(tmp_path / "bad.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "lat.npz").read_bytes()[:200])
+    with pytest.raises(AsrError, match="cut.npz: not a binary lattice archive"):
+        read_lattices(tmp_path / "cut.npz")
 
 
 # -- the compiled graph ---------------------------------------------------------------------------

@@ -138,7 +138,9 @@ def result_from_lattice(lat: Lattice, acoustic_scale: float, word_penalty: float
 
 # -- the compiled search ---------------------------------------------------------------------
 # Links are rows of a float64 (n, 6) array: src token, dst token, ilabel, olabel, graph cost,
-# acoustic cost (one array keeps the growth logic in one place).
+# acoustic cost. Capacity is reserved before each pass (a token's arcs bound what it can
+# create), so the inner loops write straight into the arrays: helpers that take and return
+# arrays cost numba a reference-count round trip per call, which was most of the search time.
 @numba.njit(cache=True)
 def _grow_int(a, n):
     b = np.empty(max(n, 2 * len(a)), dtype=a.dtype)
@@ -153,7 +155,7 @@ def _grow_rows(a, n):
     return b
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _heap_push(keys, vals, size, key, val):
     i = size
     keys[i] = key
@@ -168,7 +170,7 @@ def _heap_push(keys, vals, size, key, val):
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _heap_pop(keys, vals, size):
     val = vals[0]
     size -= 1
@@ -190,37 +192,16 @@ def _heap_pop(keys, vals, size):
     return val, size
 
 
-@numba.njit(cache=True, inline="always")
-def _arrive(tok_state, tok_frame, tok_cost, tok_of_state, n_tok, d, frame, new):
-    """The token of state ``d`` in ``frame``: created with cost ``new``, or relaxed to it if cheaper.
-    Returns the (possibly grown) token arrays, the token count, the token and whether it is new."""
-    j = tok_of_state[d]
-    if j >= 0:
-        if new < tok_cost[j]:
-            tok_cost[j] = new
-        return tok_state, tok_frame, tok_cost, n_tok, j, False
-    if n_tok + 1 > len(tok_state):
-        tok_state = _grow_int(tok_state, n_tok + 1)
-        tok_frame = _grow_int(tok_frame, n_tok + 1)
-        tok_cost = _grow_int(tok_cost, n_tok + 1)
-    tok_state[n_tok], tok_frame[n_tok], tok_cost[n_tok] = d, frame, new
-    tok_of_state[d] = n_tok
-    return tok_state, tok_frame, tok_cost, n_tok + 1, n_tok, True
-
-
-@numba.njit(cache=True, inline="always")
-def _link(links, n_link, k, j, lab, word, gc, ac):
-    """Append the forward link k -> j (graph label, word, graph cost, acoustic cost)."""
-    if n_link + 1 > links.shape[0]:
-        links = _grow_rows(links, n_link + 1)
-    links[n_link, 0], links[n_link, 1], links[n_link, 2] = k, j, lab
-    links[n_link, 3], links[n_link, 4], links[n_link, 5] = word, gc, ac
-    return links, n_link + 1
-
-
 @numba.njit(cache=True)
 def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, tok_of_state, start, label_pdf, scores,
             acoustic_scale, beam, max_active, lattice_beam, word_penalty):
+    # Per arc, once: the pdf it scores (-1: epsilon) and its graph cost with the word
+    # penalty, so the emitting loop makes one lookup of each.
+    arc_pdf = np.empty(len(ilabel), dtype=np.int64)
+    arc_cost = np.empty(len(ilabel), dtype=np.float64)
+    for a in range(len(ilabel)):
+        arc_pdf[a] = label_pdf[ilabel[a]] if ilabel[a] != 0 else -1
+        arc_cost[a] = arc_gc[a] + (word_penalty if olabel[a] > 0 else 0.0)
     T = scores.shape[0]
     tok_state = np.empty(1024, dtype=np.int32)
     tok_frame = np.empty(1024, dtype=np.int32)
@@ -239,20 +220,30 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
     for t in range(T + 1):
         # -- epsilon closure of frame t (tokens lo..n_tok), in the graph's epsilon order
         hsize = 0
+        if len(heap_keys) < n_tok - lo:
+            heap_keys = np.empty(2 * (n_tok - lo), dtype=np.int64)
+            heap_vals = np.empty(2 * (n_tok - lo), dtype=np.int64)
         for k in range(lo, n_tok):
-            if not has_eps[tok_state[k]]:
-                continue  # most states have no epsilon arcs: nothing to expand
-            if hsize + 1 > len(heap_keys):
-                heap_keys = _grow_int(heap_keys, hsize + 1)
-                heap_vals = _grow_int(heap_vals, hsize + 1)
-            hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[tok_state[k]], k)
+            if has_eps[tok_state[k]]:  # most states have no epsilon arcs: nothing to expand
+                hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[tok_state[k]], k)
         while hsize > 0:
             k, hsize = _heap_pop(heap_keys, heap_vals, hsize)
             cost = tok_cost[k]
             if cost > cutoff:
                 continue
             s = tok_state[k]
-            for a in range(arc_start[s], arc_start[s + 1]):
+            a0, a1 = arc_start[s], arc_start[s + 1]
+            # room for everything this token's arcs can create
+            if n_tok + (a1 - a0) > len(tok_state):
+                tok_state = _grow_int(tok_state, n_tok + (a1 - a0))
+                tok_frame = _grow_int(tok_frame, n_tok + (a1 - a0))
+                tok_cost = _grow_int(tok_cost, n_tok + (a1 - a0))
+            if n_link + (a1 - a0) > links.shape[0]:
+                links = _grow_rows(links, n_link + (a1 - a0))
+            if hsize + (a1 - a0) > len(heap_keys):
+                heap_keys = _grow_int(heap_keys, hsize + (a1 - a0))
+                heap_vals = _grow_int(heap_vals, hsize + (a1 - a0))
+            for a in range(a0, a1):
                 if ilabel[a] != 0:
                     continue
                 gc = arc_gc[a]
@@ -260,15 +251,20 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
                 if new > cutoff:
                     continue
                 d = dst[a]
-                tok_state, tok_frame, tok_cost, n_tok, j, created = _arrive(
-                    tok_state, tok_frame, tok_cost, tok_of_state, n_tok, d, t, new)
-                if created and has_eps[d]:
-                    if hsize + 1 > len(heap_keys):
-                        heap_keys = _grow_int(heap_keys, hsize + 1)
-                        heap_vals = _grow_int(heap_vals, hsize + 1)
-                    hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
+                j = tok_of_state[d]
+                if j < 0:
+                    j = n_tok
+                    tok_state[j], tok_frame[j], tok_cost[j] = d, t, new
+                    tok_of_state[d] = j
+                    n_tok += 1
+                    if has_eps[d]:
+                        hsize = _heap_push(heap_keys, heap_vals, hsize, eps_rank[d], j)
+                elif new < tok_cost[j]:
+                    tok_cost[j] = new
                 if new <= tok_cost[j] + lattice_beam:
-                    links, n_link = _link(links, n_link, k, j, 0, olabel[a], gc, 0.0)
+                    links[n_link, 0], links[n_link, 1], links[n_link, 2] = k, j, 0
+                    links[n_link, 3], links[n_link, 4], links[n_link, 5] = olabel[a], gc, 0.0
+                    n_link += 1
         hi = n_tok
         for k in range(lo, hi):
             tok_of_state[tok_state[k]] = -1
@@ -287,6 +283,16 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
             if c < cutoff:
                 cutoff = c
         # -- emitting arcs into frame t + 1; the next cutoff tightens as better tokens appear
+        need = 0
+        for k in range(lo, hi):
+            if tok_cost[k] <= cutoff:
+                need += arc_start[tok_state[k] + 1] - arc_start[tok_state[k]]
+        if n_tok + need > len(tok_state):
+            tok_state = _grow_int(tok_state, n_tok + need)
+            tok_frame = _grow_int(tok_frame, n_tok + need)
+            tok_cost = _grow_int(tok_cost, n_tok + need)
+        if n_link + need > links.shape[0]:
+            links = _grow_rows(links, n_link + need)
         # A first estimate of the next frame's cutoff from the best token's arcs (Kaldi's
         # trick): later tokens then skip hopeless arcs before creating anything.
         next_cutoff = np.inf
@@ -308,20 +314,30 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
                 continue
             s = tok_state[k]
             for a in range(arc_start[s], arc_start[s + 1]):
-                lab = ilabel[a]
-                if lab == 0:
-                    continue
-                ac = -frame[label_pdf[lab]]
-                gc = arc_gc[a]
-                new = cost + gc + acoustic_scale * ac + (word_penalty if olabel[a] > 0 else 0.0)
+                pdf = arc_pdf[a]
+                if pdf < 0:
+                    continue  # an epsilon arc
+                ac = -frame[pdf]
+                new = cost + arc_cost[a] + acoustic_scale * ac
                 if new > next_cutoff:
                     continue
+                lab = ilabel[a]
+                gc = arc_gc[a]
                 if new + beam < next_cutoff:
                     next_cutoff = new + beam
-                tok_state, tok_frame, tok_cost, n_tok, j, _ = _arrive(
-                    tok_state, tok_frame, tok_cost, tok_of_state, n_tok, dst[a], t + 1, new)
+                d = dst[a]
+                j = tok_of_state[d]
+                if j < 0:
+                    j = n_tok
+                    tok_state[j], tok_frame[j], tok_cost[j] = d, t + 1, new
+                    tok_of_state[d] = j
+                    n_tok += 1
+                elif new < tok_cost[j]:
+                    tok_cost[j] = new
                 if new <= tok_cost[j] + lattice_beam:
-                    links, n_link = _link(links, n_link, k, j, lab, olabel[a], gc, ac)
+                    links[n_link, 0], links[n_link, 1], links[n_link, 2] = k, j, lab
+                    links[n_link, 3], links[n_link, 4], links[n_link, 5] = olabel[a], gc, ac
+                    n_link += 1
         if hi == n_tok:
             return t, tok_state, tok_frame, n_tok, links, n_link
         lo = hi

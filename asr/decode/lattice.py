@@ -12,17 +12,33 @@ From a lattice, without decoding again:
     * arc posteriors (forward-backward in the log semiring) and word confidences;
     * n-best word sequences (OpenFst: remove epsilons, determinize, n shortest paths).
 
-Text format (:meth:`Lattice.to_text` / :func:`read_lattices`), Kaldi's ``lattice-copy
---write-compact=false ark,t:``: the utterance id on a line, then one line per arc
-``src dst ilabel olabel graph_cost,acoustic_cost`` and per final node ``node graph,acoustic``,
-then an empty line. Kaldi's tools read it as a lattice archive.
+Two archive formats, chosen by the file name (:func:`write_lattices`, :func:`iter_lattices`;
+``asr lattice-copy`` converts between them):
+
+* ``*.npz`` (decode dirs' ``lat.npz``): a zip of ``.npy`` arrays, read with
+  ``np.load(allow_pickle=False)``, the utterances' lattices concatenated (U utterances, N
+  nodes, M arcs in all):
+  ``utts`` (U,) str, sorted; ``num_nodes``, ``num_arcs`` (U,) int64;
+  ``final`` (N,) float32 (inf: not final); ``src_step`` (M,) int32, ``src`` minus the previous
+  arc's ``src`` in the same utterance (the first arc's: its ``src``); ``dst_minus_src`` (M,)
+  int32; ``ilabel``, ``olabel`` (M,) int32; ``graph_cost``, ``acoustic_cost`` (M,) float32.
+  Node numbers are per utterance, in topological order. Deltas make it compress to half
+  the text's size, and it writes 7x and reads 70x faster than text.
+* anything else (``*.gz`` gzipped): Kaldi's text format, ``lattice-copy
+  --write-compact=false ark,t:``: the utterance id on a line, then one line per arc
+  ``src dst ilabel olabel graph_cost,acoustic_cost`` and per final node ``node graph,acoustic``,
+  then an empty line. Kaldi's tools read it as a lattice archive.
+
+Costs are float32 on disk, as Kaldi keeps them (the text prints 6 digits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import heapq
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,10 +186,44 @@ class Lattice:
 
 
 def write_lattices(path: str | Path, lattices: dict[str, Lattice]) -> None:
-    """Gzipped Kaldi text lattice archive, utterances in sorted order (written atomically)."""
-    with atomic_open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as f:  # level 9 costs 8x the time for 20% less
+    """A lattice archive, utterances in sorted order, written atomically: the binary
+    format for ``*.npz``, else Kaldi text (gzipped for ``*.gz``)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        _write_npz(path, lattices)
+        return
+    opener = (lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1)) if path.suffix == ".gz" \
+        else (lambda raw: contextlib.nullcontext(raw))  # gzip level 9 costs 8x the time for 20% less
+    with atomic_open(path, "wb") as raw, opener(raw) as f:
         for u in sorted(lattices):
             f.write(lattices[u].to_text(u).encode("utf-8"))
+
+
+def _write_npz(path: Path, lattices: dict[str, Lattice]) -> None:
+    utts = sorted(lattices)
+    lats = [lattices[u] for u in utts]
+
+    def cat(column, dtype) -> np.ndarray:
+        return np.concatenate([np.asarray(column(lat), dtype=dtype) for lat in lats]) if lats \
+            else np.zeros(0, dtype=dtype)
+
+    arrays = {
+        "utts": np.array(utts, dtype=str),
+        "num_nodes": np.array([lat.num_nodes for lat in lats], dtype=np.int64),
+        "num_arcs": np.array([lat.num_arcs for lat in lats], dtype=np.int64),
+        "final": cat(lambda lat: lat.final, np.float32),
+        "src_step": cat(lambda lat: np.diff(lat.src, prepend=0), np.int32),
+        "dst_minus_src": cat(lambda lat: lat.dst.astype(np.int64) - lat.src, np.int32),
+        "ilabel": cat(lambda lat: lat.ilabel, np.int32),
+        "olabel": cat(lambda lat: lat.olabel, np.int32),
+        "graph_cost": cat(lambda lat: lat.graph_cost, np.float32),
+        "acoustic_cost": cat(lambda lat: lat.acoustic_cost, np.float32),
+    }
+    # zlib level 1: level 6 writes 2x slower for a quarter less
+    with atomic_open(path, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, a in arrays.items():
+            with z.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
 
 
 def read_lattices(path: str | Path) -> dict[str, Lattice]:
@@ -183,8 +233,45 @@ def read_lattices(path: str | Path) -> dict[str, Lattice]:
 
 
 def iter_lattices(path: str | Path):
-    """Yield ``(utt, Lattice)`` of an archive one at a time (memory: one lattice's text)."""
+    """Yield ``(utt, Lattice)`` of an archive one at a time (a text archive holds one
+    lattice's text in memory; a binary one its arrays, 18 bytes per arc)."""
     path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            binary = f.read(4) == b"PK\x03\x04"
+    except OSError as e:
+        raise AsrError(f"{path}: not a readable lattice archive ({e})") from None
+    yield from (_iter_npz(path) if binary else _iter_text(path))
+
+
+_NPZ_FIELDS = ("utts", "num_nodes", "num_arcs", "final", "src_step", "dst_minus_src", "ilabel", "olabel",
+               "graph_cost", "acoustic_cost")
+
+
+def _iter_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in _NPZ_FIELDS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise AsrError(f"{path}: not a binary lattice archive ({e})") from None
+    node_end, arc_end = np.cumsum(a["num_nodes"]), np.cumsum(a["num_arcs"])
+    if (len(a["utts"]) != len(node_end) or (len(node_end) and (node_end[-1] != len(a["final"])
+                                                               or arc_end[-1] != len(a["ilabel"])))):
+        raise AsrError(f"{path}: the lattice archive's arrays disagree in length (a damaged file)")
+    for i, utt in enumerate(a["utts"].tolist()):
+        n0, n1 = node_end[i] - a["num_nodes"][i], node_end[i]
+        m0, m1 = arc_end[i] - a["num_arcs"][i], arc_end[i]
+        src = np.cumsum(a["src_step"][m0:m1], dtype=np.int64)
+        dst = src + a["dst_minus_src"][m0:m1]
+        n = n1 - n0
+        if len(src) and (src[0] < 0 or np.any(np.diff(src) < 0) or np.any(dst <= src) or dst.max() >= n):
+            raise AsrError(f"{path}: {utt}: arcs out of order or outside the lattice's {n} nodes (a damaged file)")
+        yield utt, Lattice(a["final"][n0:n1].astype(np.float64), src.astype(np.int32), dst.astype(np.int32),
+                           a["ilabel"][m0:m1], a["olabel"][m0:m1], a["graph_cost"][m0:m1].astype(np.float64),
+                           a["acoustic_cost"][m0:m1].astype(np.float64))
+
+
+def _iter_text(path: Path):
     opener = gzip.open if path.suffix == ".gz" else open
     utt, arcs, finals = None, [], {}
     no, line = 0, ""
@@ -258,9 +345,9 @@ def lattice_from_tokens(tok_state: np.ndarray, tok_frame: np.ndarray, links: np.
                         acoustic_scale: float, word_penalty: float, lattice_beam: float) -> tuple[Lattice, bool]:
     """The decoder's tokens and links -> a pruned :class:`Lattice`, and whether a final state was reached.
 
-    Tokens are ordered by (frame, epsilon rank of their state), a topological order of the
-    links; links whose best path through them is not within ``lattice_beam`` of the best
-    path are dropped, and so are the tokens left without links. With no final state alive
+    Links whose best path through them is not within ``lattice_beam`` of the best path are
+    dropped, and so are the tokens left without links; the rest are numbered in a
+    topological order (frame, then creation or epsilon order). With no final state alive
     at the last frame, every last-frame token may end (Kaldi's rule).
     """
     out = _tokens_to_lattice(tok_state, tok_frame, links, np.asarray(final, dtype=np.float64), eps_rank,
@@ -273,57 +360,66 @@ def lattice_from_tokens(tok_state: np.ndarray, tok_frame: np.ndarray, links: np.
 @numba.njit(cache=True)
 def _tokens_to_lattice(tok_state, tok_frame, links, final, eps_rank, label_tid, label_pdf, num_frames,
                        acoustic_scale, word_penalty, lattice_beam):
-    # Tokens come frame by frame (tok_frame never decreases), so a topological order is
-    # each frame's tokens sorted by the epsilon rank of their state: small sorts only.
+    # The links' creation order is already a topological order of the arcs (a token's links
+    # out are made after all its links in: later frames, or later in the frame's epsilon
+    # closure, which expands states in epsilon order), so the forward-backward pruning runs
+    # on the raw links, and only the few that survive it are renumbered and sorted.
     n = len(tok_state)
-    rank = np.empty(n, dtype=np.int64)
-    lo = 0
-    while lo < n:
-        hi = lo
-        while hi < n and tok_frame[hi] == tok_frame[lo]:
-            hi += 1
-        order = np.argsort(eps_rank[tok_state[lo:hi]])
-        for i in range(hi - lo):
-            rank[lo + order[i]] = lo + i
-        lo = hi
-    # Arcs by source rank: a counting sort, linear in the arcs.
     m = links.shape[0]
-    count = np.zeros(n + 1, dtype=np.int64)
-    for a in range(m):
-        count[rank[np.int64(links[a, 0])] + 1] += 1
-    for i in range(n):
-        count[i + 1] += count[i]
-    o = np.empty(m, dtype=np.int64)
-    for a in range(m):
-        r = rank[np.int64(links[a, 0])]
-        o[count[r]] = a
-        count[r] += 1
     src = np.empty(m, dtype=np.int64)
     dst = np.empty(m, dtype=np.int64)
     cost = np.empty(m)
     for i in range(m):
-        r = o[i]
-        src[i] = rank[np.int64(links[r, 0])]
-        dst[i] = rank[np.int64(links[r, 1])]
-        cost[i] = links[r, 4] + acoustic_scale * links[r, 5] + (word_penalty if links[r, 3] > 0 else 0.0)
+        src[i] = np.int64(links[i, 0])
+        dst[i] = np.int64(links[i, 1])
+        cost[i] = links[i, 4] + acoustic_scale * links[i, 5] + (word_penalty if links[i, 3] > 0 else 0.0)
     fin = np.full(n, np.inf)
     reached = False
     for i in range(n):
         if tok_frame[i] == num_frames:
-            fin[rank[i]] = final[tok_state[i]]
+            fin[i] = final[tok_state[i]]
             if final[tok_state[i]] < np.inf:
                 reached = True
     if not reached:
         for i in range(n):
             if tok_frame[i] == num_frames:
-                fin[rank[i]] = 0.0
+                fin[i] = 0.0
     keep_arc, keep_node = _prune(n, src, dst, cost, fin, lattice_beam)
     keep_node[0] = True
-    new_id = np.cumsum(keep_node) - 1
+    # Node numbers: tokens frame by frame in creation order, except in frames where an
+    # epsilon link reached an older token; those frames' tokens go by the epsilon rank of
+    # their state (a topological order of the epsilon arcs).
+    unsorted = np.zeros(num_frames + 1, dtype=np.bool_)
+    for i in range(m):
+        if links[i, 2] == 0 and dst[i] < src[i]:
+            unsorted[tok_frame[dst[i]]] = True
+    new_id = np.full(n, -1, dtype=np.int64)
+    nk = 0
+    lo = 0
+    while lo < n:
+        hi = lo
+        while hi < n and tok_frame[hi] == tok_frame[lo]:
+            hi += 1
+        if unsorted[tok_frame[lo]]:
+            kept = np.flatnonzero(keep_node[lo:hi]) + lo
+            for q in np.argsort(eps_rank[tok_state[kept]], kind="mergesort"):
+                new_id[kept[q]] = nk
+                nk += 1
+        else:
+            for i in range(lo, hi):
+                if keep_node[i]:
+                    new_id[i] = nk
+                    nk += 1
+        lo = hi
+    # Kept arcs by source node: a stable counting sort.
+    count = np.zeros(nk + 1, dtype=np.int64)
     k = 0
     for i in range(m):
         if keep_arc[i]:
+            count[new_id[src[i]] + 1] += 1
             k += 1
+    for i in range(nk):
+        count[i + 1] += count[i]
     out_src = np.empty(k, dtype=np.int32)
     out_dst = np.empty(k, dtype=np.int32)
     out_il = np.empty(k, dtype=np.int32)
@@ -331,20 +427,19 @@ def _tokens_to_lattice(tok_state, tok_frame, links, final, eps_rank, label_tid, 
     out_gc = np.empty(k)
     out_ac = np.empty(k)
     out_pdf = np.empty(k, dtype=np.int32)
-    j = 0
     for i in range(m):
         if keep_arc[i]:
-            r = o[i]
-            lab = np.int64(links[r, 2])
-            out_src[j] = new_id[src[i]]
+            r = new_id[src[i]]
+            j = count[r]
+            count[r] += 1
+            lab = np.int64(links[i, 2])
+            out_src[j] = r
             out_dst[j] = new_id[dst[i]]
             out_il[j] = label_tid[lab] + 1 if lab > 0 else 0
             out_pdf[j] = label_pdf[lab] if lab > 0 else -1
-            out_ol[j] = np.int32(links[r, 3])
-            out_gc[j] = links[r, 4]
-            out_ac[j] = links[r, 5]
-            j += 1
-    nk = new_id[-1] + 1 if n else 0
+            out_ol[j] = np.int32(links[i, 3])
+            out_gc[j] = links[i, 4]
+            out_ac[j] = links[i, 5]
     out_fin = np.full(nk, np.inf)
     for i in range(n):
         if keep_node[i]:
@@ -352,7 +447,7 @@ def _tokens_to_lattice(tok_state, tok_frame, links, final, eps_rank, label_tid, 
     return out_fin, out_src, out_dst, out_il, out_ol, out_gc, out_ac, out_pdf, reached
 
 
-# -- compiled passes over the arcs (src < dst, arcs sorted by src) ---------------------------------
+# -- compiled passes over arcs in a topological order (a Lattice: sorted by src, src < dst) ------------
 @numba.njit(cache=True)
 def _forward(n, src, dst, cost):
     alpha = np.full(n, np.inf)

@@ -100,7 +100,7 @@ def _pron_ids(model) -> tuple[dict[int, list[tuple[int, ...]]], set[int]]:
 
 
 def word_confidences(res: DecodeResult, acoustic_scale: float, word_penalty: float,
-                     label_frames: list[int]) -> list[float]:
+                     label_frames: list[int], arc_frames: np.ndarray | None = None) -> list[float]:
     """Per best-path word, the lattice posterior of that word near where the best path has it.
 
     Arc posteriors come from forward-backward over the lattice at the decoding scale; a
@@ -112,7 +112,7 @@ def word_confidences(res: DecodeResult, acoustic_scale: float, word_penalty: flo
     if not res.word_ids:
         return []
     post = lat.arc_posteriors(acoustic_scale, word_penalty)
-    frames = lat.arc_frames()
+    frames = lat.arc_frames() if arc_frames is None else arc_frames
     conf = []
     for w, f in zip(res.word_ids, label_frames):
         near = (lat.olabel == w) & (np.abs(frames - f) <= 3)
@@ -125,7 +125,8 @@ def _to_hyp(res: DecodeResult, model, acoustic_scale: float, word_penalty: float
     from asr.decode.word_align import word_spans
 
     lat, path = res.lattice, res.path
-    frames = lat.arc_frames()[path]
+    arc_frames = lat.arc_frames()
+    frames = arc_frames[path]
     label_frames = [int(f) for f, o in zip(frames, lat.olabel[path]) if o > 0]
     prons, silence = _pron_ids(model)
     spans = word_spans(res.tids, res.word_ids, model.trans, prons, silence)
@@ -134,7 +135,7 @@ def _to_hyp(res: DecodeResult, model, acoustic_scale: float, word_penalty: float
         spans = [(b, max(b, e - 1)) for b, e in zip(label_frames, ends)]
     words = [model.words.sym(w) for w in res.word_ids]
     hyp = Hypothesis(words, [(w, b, e) for w, (b, e) in zip(words, spans)], res.cost,
-                     word_confidences(res, acoustic_scale, word_penalty, label_frames), frame_shift_s(model))
+                     word_confidences(res, acoustic_scale, word_penalty, label_frames, arc_frames), frame_shift_s(model))
     if nbest > 1:
         hyp.nbest = [([model.words.sym(w) for w in seq], -cost)
                      for seq, cost in lat.nbest(nbest, acoustic_scale, word_penalty)]
@@ -343,6 +344,17 @@ def models_fingerprint(model_dir: str | Path) -> str:
     return ",".join(fingerprint(d) for d in model_dirs(model_dir))
 
 
+LATTICE_FILE = "lat.npz"  # a decode dir's lattices (asr.decode.lattice's binary format)
+
+
+def decode_dir_lattices(decode_dir: str | Path) -> Path:
+    """The lattice archive of a decode dir: lat.npz, or lat.gz (Kaldi text) as older decodes wrote."""
+    for name in (LATTICE_FILE, "lat.gz"):
+        if (Path(decode_dir) / name).exists():
+            return Path(decode_dir) / name
+    raise AsrError(f"{decode_dir}: no {LATTICE_FILE} (or lat.gz) to rescore; decode with asr decode --data first")
+
+
 def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, default: DecoderConfig,
              model_fp: str) -> list[DecoderConfig]:
     """The settings to score: the one tuned on a dev decode dir (of this very model: a dir
@@ -363,7 +375,7 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                     grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
                     nj: int = 1, grammar: Grammar | None = None, mc_samples: int = 0) -> ErrorCounts | None:
-    """Decode a data dir into ``out_dir``: lat.gz (lattices), hyp.txt, ctm, and wer.txt when it
+    """Decode a data dir into ``out_dir``: lat.npz (lattices), hyp.txt, ctm, and wer.txt when it
     has a text file.
 
     The search runs once; a grid of (LMWT, penalty) settings is then scored from the
@@ -408,16 +420,19 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
             "search_config": search_cfg.to_dict(),
             **({"grammar": {"words": grammar.words, "lm": grammar.lm}} if grammar else {}),
             **({"mc_dropout_samples": mc_samples} if mc_samples else {})}
-    return score_lattices(model, data_dir, out_dir, {u: r.lattice for u, r in first.items()}, cfgs, info, tune_on, t0)
+    return score_lattices(model, data_dir, out_dir, {u: r.lattice for u, r in first.items()}, cfgs, info, tune_on, t0,
+                          searched=(search_cfg, first))
 
 
 def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: dict, cfgs: list[DecoderConfig],
-                   info: dict, tune_on: str | Path | None = None, t0: float | None = None) -> ErrorCounts | None:
+                   info: dict, tune_on: str | Path | None = None, t0: float | None = None,
+                   searched: tuple[DecoderConfig, dict[str, DecodeResult]] | None = None) -> ErrorCounts | None:
     """Best paths of the lattices at each (LMWT, penalty) of ``cfgs``, scored against the data
     dir's text (if any); the best is written to ``out_dir`` with the lattices themselves.
 
     Args:
         info: what the caller measured (decode_info.json's other fields).
+        searched: the search's config and results: reused when the best setting is the search's.
     """
     t0 = time.time() if t0 is None else t0
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -440,8 +455,11 @@ def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: d
             best = (counts, cfg, hyp, per_utt)
     t_rescore = time.time() - t2
     counts, cfg, hyp, per_utt = best
-    res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
-    write_lattices(out_dir / "lat.gz", lattices)
+    if searched is not None and (searched[0].acoustic_scale, searched[0].word_penalty) == settings[cfgs.index(cfg)]:
+        res = searched[1]
+    else:
+        res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
+    write_lattices(out_dir / LATTICE_FILE, lattices)
     hyps = {u: _to_hyp(r, model, cfg.acoustic_scale, cfg.word_penalty) for u, r in res.items()}
     write_ctm(out_dir / "ctm", {u: h.ctm for u, h in hyps.items()}, frame_shift_s(model),
               {u: h.confidence for u, h in hyps.items()})
@@ -471,9 +489,7 @@ def lmrescore_dir(model_dir: str | Path, old_lm: str | Path, new_lm: str | Path,
 
     t0 = time.time()
     model = load_model(model_dir)
-    lat_path = Path(in_dir) / "lat.gz"
-    if not lat_path.exists():
-        raise AsrError(f"{in_dir}: no lat.gz to rescore; decode with asr decode --data first")
+    lat_path = decode_dir_lattices(in_dir)
     searched = DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json"))
     old, new = ArpaScorer(old_lm, model.words), ArpaScorer(new_lm, model.words)
     # A state-level lattice split by word history grows tens of times: prune it first
