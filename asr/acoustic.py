@@ -108,6 +108,14 @@ def _load_model(model_dir: str | Path, device: str):
     return cls.load(model_dir) if kind == "gmm" else cls.load(model_dir, device)
 
 
+def score_utterances(model, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``model.scores`` of every utterance; a model with ``scores_batch`` (recurrent networks,
+    whose time steps are sequential) scores length-sorted batches of them at once."""
+    if hasattr(model, "scores_batch"):
+        return model.scores_batch(feats)
+    return {u: model.scores(f) for u, f in feats.items()}
+
+
 def frame_shift_s(model) -> float:
     """Seconds per frame of the model's scores (a CTC model stacks ``subsample`` input frames)."""
     return model.feature.frame_shift_ms / 1000 * getattr(model, "subsample", 1)

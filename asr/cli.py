@@ -8,6 +8,7 @@ subcommand's section) and can be overridden with ``--set key=value``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -224,7 +225,7 @@ def cmd_vote(a: argparse.Namespace) -> None:
 
 
 def cmd_decode(a: argparse.Namespace) -> None:
-    from asr.decode.run import decode_data_dir
+    from asr.decode.run import decode_data_dir, keep_loaded
 
     if a.vad and (a.data or a.search != "graph"):
         raise AsrError("--vad decodes audio files (FILES or --scp) with the graph search, not --data or --search")
@@ -238,9 +239,16 @@ def cmd_decode(a: argparse.Namespace) -> None:
         # The model's defaults, then the config's [decode] section, then flags: always applied.
         base = _decoder_config(a.model, a)
         grid = _sweep_grid(a, base) or [base]
-        decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj, grammar=_grammar(a),
-                        mc_samples=a.mc_dropout)
+        then = [_data_and_dir(x) for x in a.then]
+        grammar = _grammar(a)
+        with keep_loaded(a.model, grammar, a.mc_dropout) if then else contextlib.nullcontext():
+            decode_data_dir(a.model, a.data, a.dir, grid=grid, tune_on=a.tune_on, nj=a.nj, grammar=grammar,
+                            mc_samples=a.mc_dropout)
+            for data, out in then:
+                decode_data_dir(a.model, data, out, tune_on=a.dir, nj=a.nj, grammar=grammar, mc_samples=a.mc_dropout)
         return
+    if a.then:
+        raise AsrError("--then decodes more data dirs after --data; it needs --data")
     if a.nbest > 1 and a.format == "ctm":
         raise AsrError("--nbest prints word sequences (text or json), not CTM")
     keys, paths = _decode_inputs(a)
@@ -271,6 +279,14 @@ def cmd_decode(a: argparse.Namespace) -> None:
         from asr.utils import write_text_atomic
 
         write_text_atomic(a.out, "".join(l + "\n" for l in out))
+
+
+def _data_and_dir(spec: str) -> tuple[str, str]:
+    """``--then DATA:DIR`` -> (DATA, DIR)."""
+    data, sep, out = spec.rpartition(":")
+    if not sep or not data or not out:
+        raise AsrError(f"--then expects DATA_DIR:DECODE_DIR, got {spec!r}")
+    return data, out
 
 
 def _grammar(a: argparse.Namespace):
@@ -792,6 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="try LMWT MIN..MAX (step 1, or STEP) and report the best (Kaldi best_wer)")
     sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
     sp.add_argument("--tune-on", help="use the best settings found by a --sweep of another decode dir (dev)")
+    sp.add_argument("--then", action="append", default=[], metavar="DATA:DIR",
+                    help="after --data, decode this data dir into DIR with the setting --data's grid chose "
+                         "(as --tune-on would), in the same process (repeatable)")
     sp.add_argument("--beam", type=positive_float)
     sp.add_argument("--max-active", type=positive_int)
     sp.add_argument("--acoustic-scale", type=positive_float)

@@ -10,6 +10,9 @@
 #   TEST_SETS    data sets decoded and scored
 #   DECODE_OPTS_<set>        how test WER is chosen (e.g. --sweep 7:17, or --tune-on a dev decode dir)
 #   DECODE_OPTS_<set>_<sys>  the same for one system (CTC log-posteriors want LMWT ~0.5-3)
+#   TUNE_SET     a set of TEST_SETS (e.g. dev) whose grid chooses the setting of the others:
+#                they are decoded with it in the same process (asr decode --then), as
+#                --tune-on its decode dir would (empty: each set with its own DECODE_OPTS)
 #   TRAIN_SET    training data set (default train)
 #   SYSTEMS      acoustic models trained, decoded and compared (default mono tri1 dnn ctc)
 #   PREPARE_CMD  how stage 1 makes $(DATA)/{train,test,...} and the dict $(DATA)/local
@@ -249,11 +252,16 @@ endif
 # (the DNN's own training data may be speed-perturbed copies that leave them unmade).
 $(foreach sys,$(ALL_SYSTEMS),$(eval $(EXP)/$(sys)/.done.decode: \
   $(if $(DATA_SUFFIX_$(call base_sys,$(sys))),$(DATA)/.done.fbank,$(DATA)/.done.features)))
+TUNE_SET ?=
+decode_opts = $(subst @SYS@,$(1),$(or $(DECODE_OPTS_$(2)_$(call base_sys,$(1))),$(DECODE_OPTS_$(2))))
+sys_data = $(DATA)/$(2)$(DATA_SUFFIX_$(call base_sys,$(1)))
 $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
-	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$(call base_sys,$*)) \
-	  --dir $(EXP)/$*/decode_$(s) --nj $(NJ) \
-	  $(subst @SYS@,$*,$(or $(DECODE_OPTS_$(s)_$(call base_sys,$*)),$(DECODE_OPTS_$(s)))) && \
-	  $(if $(filter ctc%,$*),$(ASR) decode $(EXP)/$* --data $(DATA)/$(s)$(DATA_SUFFIX_$(call base_sys,$*)) \
+	$(if $(TUNE_SET),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(call sys_data,$*,$(TUNE_SET)) \
+	  --dir $(EXP)/$*/decode_$(TUNE_SET) --nj $(NJ) $(call decode_opts,$*,$(TUNE_SET)) \
+	  $(foreach s,$(filter-out $(TUNE_SET),$(TEST_SETS)),--then $(call sys_data,$*,$(s)):$(EXP)/$*/decode_$(s)) && ,\
+	$(foreach s,$(TEST_SETS),$(ASR) decode --config $(CONF) $(EXP)/$* --data $(call sys_data,$*,$(s)) \
+	  --dir $(EXP)/$*/decode_$(s) --nj $(NJ) $(call decode_opts,$*,$(s)) && )) \
+	$(if $(filter ctc%,$*),$(foreach s,$(TEST_SETS),$(ASR) decode $(EXP)/$* --data $(call sys_data,$*,$(s)) \
 	    --dir $(EXP)/$*/decode_$(s)_greedy --search greedy &&)) true
 	touch $@
 

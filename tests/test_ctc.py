@@ -290,3 +290,39 @@ def test_long_files_are_searched_in_chunks(tmp_path):
 
     with pytest.raises(AsrError, match="too long for CTC forced alignment"):
         align_audio(tmp_path / "ctc", str(tmp_path / "long.wav"), ["YES", "NO"])
+
+
+def test_batched_scores_equal_per_utterance_scores():
+    """Padded, length-sorted batches (asr.acoustic.score_utterances) give each utterance the
+    scores it gets alone, for the CTC network and the recurrent hybrid, and keep the order."""
+    from types import SimpleNamespace
+
+    from asr.acoustic import score_utterances
+    from asr.nnet.model import DnnHmm
+    from asr.nnet.network import NetConfig
+    from asr.nnet.recurrent import RecurrentAcousticNet, padded_batches
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    feats = {f"u{k}": rng.normal(size=(n, 6)).astype(np.float32) for k, n in enumerate([7, 31, 2, 31, 12, 5])}
+    ctc = SimpleNamespace(net=CtcNet(CtcNetConfig(num_layers=2, hidden_dim=8, subsample=3), 6, 5), device="cpu",
+                          prior_scale=0.5, log_priors=np.log(np.full(5, 0.2)))
+    ctc.scores = lambda f: CtcModel.scores(ctc, f)
+    ctc.log_posteriors = lambda f: CtcModel.log_posteriors(ctc, f)
+    ctc.scores_batch = lambda fs: CtcModel.scores_batch(ctc, fs)
+    hybrid = SimpleNamespace(net=RecurrentAcousticNet(NetConfig(kind="rnn", num_layers=1, hidden_dim=8, context=1), 6, 4),
+                             device="cpu", prior_scale=1.0, log_priors=np.log(np.full(4, 0.25)), mc_samples=0)
+    hybrid.scores = lambda f: DnnHmm.scores(hybrid, f)
+    hybrid.log_posteriors = lambda f: DnnHmm.log_posteriors(hybrid, f)
+    hybrid._log_posteriors = lambda x: DnnHmm._log_posteriors(hybrid, x)
+    hybrid.scores_batch = lambda fs: DnnHmm.scores_batch(hybrid, fs)
+    for model in (ctc, hybrid):
+        alone = {u: model.scores(f) for u, f in feats.items()}
+        batched = score_utterances(model, feats)
+        assert list(batched) == list(feats)
+        for u in feats:
+            assert batched[u].shape == alone[u].shape
+            np.testing.assert_allclose(batched[u], alone[u], atol=1e-5)
+    assert [len(u) for u, _, _ in padded_batches(feats, max_frames=62)] == [2, 4]  # N * T <= 62
+    with pytest.raises(AsrError, match="u1: features of shape"):
+        list(padded_batches({"u0": np.zeros((3, 6)), "u1": np.zeros((2, 5))}))

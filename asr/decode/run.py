@@ -9,6 +9,7 @@ another (dev) decode directory and applies only that pair.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -22,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from asr.acoustic import (feature_chunks, features_for_files, features_of_samples, file_samples, frame_shift_s,
-                          load_model, model_dirs)
+                          load_model, model_dirs, score_utterances)
 from asr.audio import is_long_file
 from asr.datadir import DataDir
 from asr.decode.decoder import DecodeResult, Decoder, DecoderConfig, result_from_lattice
@@ -165,9 +166,15 @@ def decode_scores(dec: Decoder, scores: dict[str, np.ndarray], nj: int = 1,
     that many processes, with the same results as one."""
     _WORK.update(decoder=dec, scores=scores)
     utts = sorted(scores, key=lambda u: -len(scores[u]))
-    chunks = [c for c in (utts[i::max(nj, 1) * 4] for i in range(max(nj, 1) * 4)) if c]
     results: dict[str, DecodeResult] = {}
-    bar = tqdm(total=len(utts), desc=desc, unit="utt", leave=False, disable=None)
+    if nj > 1 and len(utts) > 1:
+        # The shortest utterance first, here: the workers then inherit numba's compiled
+        # decoder instead of each loading it again (half a second apiece).
+        results[utts[-1]] = _decode_one(dec, scores[utts[-1]], utts[-1])
+        utts = utts[:-1]
+    chunks = [c for c in (utts[i::max(nj, 1) * 4] for i in range(max(nj, 1) * 4)) if c]
+    bar = tqdm(total=len(utts) + len(results), initial=len(results), desc=desc, unit="utt", leave=False,
+               disable=None)
     try:
         if nj > 1:
             with mp.get_context("fork").Pool(nj) as pool:
@@ -264,7 +271,7 @@ def adapted_features(model, dec: Decoder, feats: dict[str, np.ndarray], utt2spk:
     scorer, adapted = model.first_pass(), feats
     for k in range(cfg.fmllr_passes):
         what = "speaker-independent pass" if k == 0 else f"adapted pass {k}"
-        best = decode_scores(first if k == 0 else dec, {u: scorer.scores(f) for u, f in adapted.items()}, nj,
+        best = decode_scores(first if k == 0 else dec, score_utterances(scorer, adapted), nj,
                              desc=f"decode {name} ({what})")
         adapted, _ = model.adapt(feats, {u: r.pdfs for u, r in best.items()}, utt2spk)
         scorer = model
@@ -372,6 +379,24 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
     return grid or [default]
 
 
+# (model dir, grammar, mc_samples) -> (model, graph) while :func:`keep_loaded` is active
+_loaded: dict = {}
+
+
+@contextlib.contextmanager
+def keep_loaded(model_dir: str | Path, grammar: "Grammar | None" = None, mc_samples: int = 0):
+    """Inside the block, :func:`decode_data_dir` calls for this model load it and its graph once
+    (several data dirs decoded in one process: a dev grid, then test with its setting)."""
+    model = load_model(model_dir)
+    set_mc_dropout(model, mc_samples, model_dir)
+    key = (str(model_dir), repr(grammar), mc_samples)
+    _loaded[key] = model, load_graph(model_dir, model, grammar)
+    try:
+        yield
+    finally:
+        _loaded.pop(key, None)
+
+
 def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                     grid: list[DecoderConfig] | None = None, tune_on: str | Path | None = None,
                     nj: int = 1, grammar: Grammar | None = None, mc_samples: int = 0) -> ErrorCounts | None:
@@ -387,10 +412,13 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         grammar: decode with a word list's loop or another LM instead of the model dir's graph.
         mc_samples: > 0: score with Monte-Carlo dropout, averaging this many dropout draws.
     """
+    loaded = _loaded.get((str(model_dir), repr(grammar), mc_samples))
+    if loaded is None:
+        model = load_model(model_dir)
+        set_mc_dropout(model, mc_samples, model_dir)
+        loaded = model, load_graph(model_dir, model, grammar)
+    model, graph = loaded
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    model = load_model(model_dir)
-    set_mc_dropout(model, mc_samples, model_dir)
-    graph = load_graph(model_dir, model, grammar)
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
     t0 = time.time()
@@ -404,7 +432,7 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     t1 = time.time()
     feats = adapted_features(model, dec, feats, data.utt2spk, nj, data_dir.name)
     t_search = time.time() - t1
-    scores = {u: model.scores(f) for u, f in feats.items()}
+    scores = score_utterances(model, feats)
     t_scores = time.time() - t0 - t_search
     t1 = time.time()
     first = decode_scores(dec, scores, nj, desc=f"decode {data_dir.name}")

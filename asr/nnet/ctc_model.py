@@ -26,6 +26,7 @@ from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.lang.prepare import Lang
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.ctc_net import CtcNet, CtcNetConfig
+from asr.nnet.recurrent import padded_batches
 from asr.nnet.tokens import WORD_SEP, TokenSet
 from asr.utils import AsrError
 
@@ -94,6 +95,20 @@ class CtcModel:
         if self.prior_scale and self.log_priors is not None:
             lp = lp - self.prior_scale * self.log_priors
         return lp
+
+    def scores_batch(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`scores` of many utterances, run as padded batches of similar length
+        (``asr.nnet.recurrent.padded_batches``): the same scores, several times faster."""
+        self.net.eval()
+        out = {}
+        with torch.no_grad():
+            for utts, x, lengths in padded_batches(feats):
+                logp, out_len = self.net(x.to(self.device), lengths)
+                logp = logp.cpu().numpy().astype(np.float64)
+                if self.prior_scale and self.log_priors is not None:
+                    logp -= self.prior_scale * self.log_priors
+                out.update((u, logp[k, :out_len[k]]) for k, u in enumerate(utts))
+        return {u: out[u] for u in feats}
 
     def align_spans(self, feats: np.ndarray, words: list[str], utt: str = "") -> dict[str, list[tuple[str, int, int]]]:
         """Forced alignment by CTC's own lattice (``asr.nnet.ctc_align.ctc_spans``): word and

@@ -32,7 +32,7 @@ from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.nnet.frames import splice
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.recurrent import RecurrentAcousticNet
+from asr.nnet.recurrent import RecurrentAcousticNet, padded_batches
 from asr.utils import AsrError
 
 
@@ -127,6 +127,20 @@ class DnnHmm:
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """(T, num_pdfs) scaled log-likelihoods: log posterior - prior_scale * log prior."""
         return (self.log_posteriors(feats).numpy().astype(np.float64) - self.prior_scale * self.log_priors)
+
+    def scores_batch(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`scores` of many utterances; a recurrent hybrid (without Monte-Carlo
+        dropout) runs them as padded batches of similar length, several times faster."""
+        if not getattr(self.net, "sequence", False) or self.mc_samples > 0:
+            return {u: self.scores(f) for u, f in feats.items()}
+        self.net.eval()
+        out = {}
+        with torch.no_grad():
+            for utts, x, lengths in padded_batches(feats):
+                logp = torch.log_softmax(self.net(x.to(self.device), lengths).float(), dim=-1).cpu().numpy()
+                logp = logp.astype(np.float64) - self.prior_scale * self.log_priors
+                out.update((u, logp[k, :lengths[k]]) for k, u in enumerate(utts))
+        return {u: out[u] for u in feats}
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

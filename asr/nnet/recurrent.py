@@ -101,6 +101,29 @@ class RecurrentStack(nn.Module):
         return out
 
 
+def padded_batches(feats: dict[str, "np.ndarray"], max_frames: int = 20000):
+    """Utterances for inference in padded batches of similar length: yields ``(utts, x, lengths)``,
+    x (N, T, D) float32 zero-padded and N * T <= ``max_frames`` (one longer utterance alone).
+    A recurrent network's time steps run one after another, so a batch of N costs about what
+    one utterance does."""
+    import numpy as np
+
+    order = sorted(feats, key=lambda u: -len(feats[u]))
+    i = 0
+    while i < len(order):
+        T = len(feats[order[i]])
+        n = max(1, min(len(order) - i, max_frames // max(T, 1)))
+        utts = order[i:i + n]
+        D = feats[utts[0]].shape[-1]
+        x = np.zeros((n, T, D), dtype=np.float32)
+        for k, u in enumerate(utts):
+            if feats[u].ndim != 2 or feats[u].shape[1] != D:
+                raise AsrError(f"{u}: features of shape {feats[u].shape}, the others have dimension {D}")
+            x[k, :len(feats[u])] = feats[u]
+        yield utts, torch.from_numpy(x), torch.tensor([len(feats[u]) for u in utts])
+        i += n
+
+
 def splice_batch(x: torch.Tensor, lengths: torch.Tensor, context: int) -> torch.Tensor:
     """(N, T, D) -> (N, T, (2k+1)D): each frame with its +-k neighbours, edge frames repeated
     within each utterance's own length (as :func:`asr.nnet.frames.splice`)."""
