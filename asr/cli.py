@@ -540,6 +540,8 @@ def cmd_plot(a: argparse.Namespace) -> None:
         tiers, _ = align_audio(a.args[0], a.args[1], a.args[2].split())
         out = plot.plot_alignment(a.args[1], tiers, a.out)
     elif a.kind == "posteriors":
+        import numpy as np
+
         from asr.acoustic import features_for_files, frame_shift_s, load_model
 
         model = load_model(a.args[0])
@@ -547,7 +549,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
             raise AsrError(f"{a.args[0]}: a posteriorgram needs a network model (DNN or CTC)")
         feats = features_for_files(model, [a.args[1]])[a.args[1]]
         labels = model.tokens.symbols if hasattr(model, "tokens") else None
-        out = plot.plot_posteriors(model.log_posteriors(feats).numpy(), labels, frame_shift_s(model),
+        out = plot.plot_posteriors(np.asarray(model.log_posteriors(feats)), labels, frame_shift_s(model),
                                    f"{a.args[0]}: {Path(a.args[1]).name}", a.out)
     elif a.kind == "training":
         out = plot.plot_training(a.args[0], a.out)

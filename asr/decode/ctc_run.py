@@ -38,7 +38,7 @@ def _search(model, feats: dict[str, np.ndarray], search: str, beam: int, nbest: 
         raise AsrError("--nbest needs --search prefix (greedy search has one path)")
     out = {}
     for u, f in tqdm(feats.items(), desc=desc, unit="utt", leave=False, disable=None):
-        lp = model.log_posteriors(f).numpy()
+        lp = np.asarray(model.log_posteriors(f))
         if search == "greedy":
             out[u] = [(model.tokens.decode(greedy_search(lp)), float(lp.max(axis=1).sum()))]
         else:

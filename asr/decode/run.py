@@ -246,6 +246,9 @@ def set_mc_dropout(model, samples: int, model_dir: str | Path) -> None:
     if not hasattr(model, "mc_samples"):
         raise AsrError(f"{model_dir}: Monte-Carlo dropout needs a hybrid network (DNN) model")
     import torch  # only networks get here: GMM decoding stays torch-free
+    for m in getattr(model, "members", [model]):
+        if hasattr(m, "with_torch_network"):
+            m.with_torch_network()  # dropout is sampled by torch's network, not the numpy forward
     nets = [m.net for m in getattr(model, "members", [model])]
     if not any(isinstance(m, torch.nn.Dropout) or getattr(m, "dropout", 0) for n in nets for m in n.modules()):
         raise AsrError(f"{model_dir}: the network has no dropout to sample (trained with dropout = 0)")

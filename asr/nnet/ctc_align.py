@@ -27,7 +27,7 @@ def ctc_spans(model, feats: np.ndarray, words: list[str], utt: str = "") -> dict
     """Word and token intervals ``(label, first, last output frame)`` of one utterance."""
     tok = model.tokens
     per_word = [tok.encode([w], model.lexicon, utt) for w in words]
-    spans = forced_align(model.log_posteriors(feats).numpy(), [i for w in per_word for i in w], utt)
+    spans = forced_align(np.asarray(model.log_posteriors(feats)), [i for w in per_word for i in w], utt)
     out_words, k = [], 0
     for w, w_ids in zip(words, per_word):
         if w_ids:

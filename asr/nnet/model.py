@@ -23,24 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asr.decode.config import DecoderConfig
 from asr.features import FeatureConfig, FeaturePipeline
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.nnet.frames import splice
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
-from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.recurrent import RecurrentAcousticNet, padded_batches
+from asr.nnet.net_config import NetConfig
+from asr.nnet.numpy_dnn import NumpyDnn, log_softmax, read_state_dict, splice as splice_numpy
 from asr.utils import AsrError
 
 
 ADAPT_GMM_DIR = "adapt_gmm"  # the SAT GMM of a network on fMLLR features
 
 
-def build_network(cfg: NetConfig, input_dim: int, num_pdfs: int) -> torch.nn.Module:
+def build_network(cfg: NetConfig, input_dim: int, num_pdfs: int) -> "torch.nn.Module":
     """The hybrid network of ``cfg.kind``: windows (dnn, tdnn, cnn) or whole utterances (rnn)."""
+    from asr.nnet.network import AcousticNet
+    from asr.nnet.recurrent import RecurrentAcousticNet
+
     if cfg.kind == "rnn":
         return RecurrentAcousticNet(cfg, input_dim, num_pdfs)
     return AcousticNet(cfg, input_dim, num_pdfs)
@@ -93,19 +94,26 @@ class DnnHmm:
             raise AsrError("this network takes speaker-independent features: nothing to adapt")
         return self.adapt_gmm.adapt(feats, frame_pdfs, utt2spk)
 
-    def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
-        """(T, num_pdfs) log P(s | x_t) of (T, D) pipeline-transformed features.
+    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        """(T, num_pdfs) float32 log P(s | x_t) of (T, D) pipeline-transformed features.
 
         With ``mc_samples`` = N > 0 (Monte-Carlo dropout, Gal & Ghahramani 2016) the network
         runs N times with its dropout active (batch norm stays in inference mode) and the
         posteriors are averaged in the probability domain.
         """
+        if feats.shape[-1] != self.net.input_dim:
+            raise AsrError(f"features have dimension {feats.shape[-1]}, the network expects {self.net.input_dim}")
+        if isinstance(self.net, NumpyDnn) and self.mc_samples > 0:
+            self.with_torch_network()  # dropout draws come from torch's network
+        if isinstance(self.net, NumpyDnn):
+            windows = splice_numpy(np.asarray(feats, dtype=np.float32), self.net.cfg.context)
+            return np.concatenate([log_softmax(self.net(windows[i:i + 4096])) for i in range(0, len(windows), 4096)])
+        import torch
+
         x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
-        if x.shape[-1] != self.net.input_dim:
-            raise AsrError(f"features have dimension {x.shape[-1]}, the network expects {self.net.input_dim}")
         self.net.eval()
         if self.mc_samples <= 0:
-            return self._log_posteriors(x)
+            return self._log_posteriors(x).numpy()
         for m in self.net.modules():
             if isinstance(m, torch.nn.Dropout) or hasattr(m, "variational"):
                 m.train()
@@ -113,9 +121,13 @@ class DnnHmm:
             draws = torch.stack([self._log_posteriors(x) for _ in range(self.mc_samples)])
         finally:
             self.net.eval()
-        return torch.logsumexp(draws, dim=0) - np.log(self.mc_samples)
+        return (torch.logsumexp(draws, dim=0) - np.log(self.mc_samples)).numpy()
 
-    def _log_posteriors(self, x: torch.Tensor) -> torch.Tensor:
+    def _log_posteriors(self, x: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        from asr.nnet.frames import splice
+
         with torch.no_grad():
             if getattr(self.net, "sequence", False):  # a recurrent hybrid scores the whole utterance
                 return torch.log_softmax(self.net(x[None], torch.tensor([x.shape[0]]))[0].float(), dim=-1).cpu()
@@ -126,13 +138,27 @@ class DnnHmm:
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """(T, num_pdfs) scaled log-likelihoods: log posterior - prior_scale * log prior."""
-        return (self.log_posteriors(feats).numpy().astype(np.float64) - self.prior_scale * self.log_priors)
+        return self.log_posteriors(feats).astype(np.float64) - self.prior_scale * self.log_priors
+
+    def with_torch_network(self) -> None:
+        """Swap a numpy forward (:class:`~asr.nnet.numpy_dnn.NumpyDnn`) for the torch network
+        with the same weights (Monte-Carlo dropout samples torch's dropout)."""
+        if isinstance(self.net, NumpyDnn):
+            import torch
+
+            net = build_network(self.net.cfg, self.net.input_dim, self.net.num_pdfs)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.net.state.items()})
+            self.net = net.to(self.device).eval()
 
     def scores_batch(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """:meth:`scores` of many utterances; a recurrent hybrid (without Monte-Carlo
         dropout) runs them as padded batches of similar length, several times faster."""
         if not getattr(self.net, "sequence", False) or self.mc_samples > 0:
             return {u: self.scores(f) for u, f in feats.items()}
+        import torch
+
+        from asr.nnet.recurrent import padded_batches
+
         self.net.eval()
         out = {}
         with torch.no_grad():
@@ -144,6 +170,7 @@ class DnnHmm:
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
+        self.with_torch_network()
         write_network(model_dir, self.net, trans_log_probs=self.trans.log_probs, log_priors=self.log_priors)
         write_hmm_side(model_dir, self, {"net": self.net.cfg.to_dict(), "input_dim": self.net.input_dim,
                                          "num_pdfs": self.net.num_pdfs, "prior_scale": self.prior_scale})
@@ -156,8 +183,11 @@ class DnnHmm:
         meta = read_meta(model_dir, cls.kind)
         with np.load(model_dir / "model.npz") as z:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
-        net = read_network(model_dir, build_network(NetConfig.from_dict(meta["net"]), meta["input_dim"],
-                                                    meta["num_pdfs"]), device)
+        cfg = NetConfig.from_dict(meta["net"])
+        if cfg.kind == "dnn" and device == "cpu":  # inference without torch (asr.nnet.numpy_dnn)
+            net = NumpyDnn(cfg, meta["input_dim"], meta["num_pdfs"], read_state_dict(model_dir / "nnet.pt"))
+        else:
+            net = read_network(model_dir, build_network(cfg, meta["input_dim"], meta["num_pdfs"]), device)
         adapt_gmm = None
         if (model_dir / ADAPT_GMM_DIR / "model.json").exists():
             from asr.acoustic import load_model
@@ -210,12 +240,12 @@ class Ensemble:
         for m in self.members:
             m.mc_samples = n
 
-    def log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
-        logp = torch.stack([m.log_posteriors(feats) for m in self.members])
-        return torch.logsumexp(logp, dim=0) - np.log(len(self.members))
+    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        logp = np.stack([np.asarray(m.log_posteriors(feats), dtype=np.float64) for m in self.members])
+        return np.logaddexp.reduce(logp, axis=0) - np.log(len(self.members))
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
-        lp = self.log_posteriors(feats).numpy().astype(np.float64)
+        lp = self.log_posteriors(feats)
         if self.log_priors is not None and self.prior_scale:
             lp = lp - self.prior_scale * self.log_priors
         return lp

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from asr.nnet.net_config import CELLS  # noqa: F401 (re-exported)
 from asr.utils import AsrError
-
-CELLS = ("elman", "irnn", "gru", "lstm")
 
 
 def recurrent_layer(cell: str, input_dim: int, hidden_dim: int, bidirectional: bool, projection: int = 0) -> nn.Module:
