@@ -128,7 +128,7 @@ def test_the_recipe_wires_every_stage_in_order(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     steps = ["prepare librispeech", "g2p train", "lexicon --vocab", "lm-text", "--max-ngrams 1500000", "asr lang",
              "asr features", "subset-data", "train-mono", "asr align", "train-tri", "train-lda-mllt", "train-sat",
-             "mkgraph", "decode_dev --nj 2 --sweep 7:17", "decode_test --nj 2 --tune-on", "lmrescore", "asr results"]
+             "mkgraph", "decode_dev --nj 2 --sweep 7:17 --then", "/test:", "decode_test", "lmrescore", "asr results"]
     missing = [s for s in steps if s not in out]
     assert not missing, missing
     # Make interleaves the systems; each chain keeps its order.
