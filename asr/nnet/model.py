@@ -184,9 +184,13 @@ class DnnHmm:
         with np.load(model_dir / "model.npz") as z:
             trans_lp, log_priors = z["trans_log_probs"], z["log_priors"]
         cfg = NetConfig.from_dict(meta["net"])
+        net = None
         if cfg.kind == "dnn" and device == "cpu":  # inference without torch (asr.nnet.numpy_dnn)
-            net = NumpyDnn(cfg, meta["input_dim"], meta["num_pdfs"], read_state_dict(model_dir / "nnet.pt"))
-        else:
+            try:
+                net = NumpyDnn(cfg, meta["input_dim"], meta["num_pdfs"], read_state_dict(model_dir / "nnet.pt"))
+            except AsrError:
+                net = None  # a layout the numpy reader does not know: torch reads it (or says why not)
+        if net is None:
             net = read_network(model_dir, build_network(cfg, meta["input_dim"], meta["num_pdfs"]), device)
         adapt_gmm = None
         if (model_dir / ADAPT_GMM_DIR / "model.json").exists():
