@@ -86,6 +86,9 @@ class Decoder:
         # it returns, so one map (and one float64 copy of the final costs) serves every call.
         self.final = graph.final.astype(np.float64)
         self.tok_of_state = np.full(graph.num_states, -1, dtype=np.int64)
+        # The search's token, link and heap arrays, kept between utterances (no regrowth)
+        self._bufs = (np.empty(1024, dtype=np.int32), np.empty(1024, dtype=np.int32), np.empty(1024),
+                      np.empty((4096, 6)), np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64))
         self.max_pdf = int(graph.label_pdf[1:].max()) if len(graph.label_pdf) > 1 else -1
 
     def with_config(self, cfg: DecoderConfig) -> "Decoder":
@@ -113,10 +116,11 @@ class Decoder:
         if not np.isfinite(scores).all():
             bad = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
             raise AsrError(f"acoustic scores are NaN or infinite from frame {bad} on (a damaged model or input)")
-        out = _search(g.arc_start, g.ilabel, g.olabel, self.arc_graph_cost, g.dst, self.final, g.eps_rank,
-                      self.has_eps, self.tok_of_state, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam,
-                      c.max_active, c.lattice_beam, c.word_penalty)
-        status, tok_state, tok_frame, n_tok, links, n_link = out
+        status, n_tok, n_link, self._bufs = _search(
+            g.arc_start, g.ilabel, g.olabel, self.arc_graph_cost, g.dst, self.final, g.eps_rank, self.has_eps,
+            self.tok_of_state, g.start, g.label_pdf, scores, c.acoustic_scale, c.beam, c.max_active, c.lattice_beam,
+            c.word_penalty, self._bufs)
+        tok_state, tok_frame, _, links, _, _ = self._bufs
         if status >= 0:
             self.tok_of_state[:] = -1  # defensive: the map must be clean for the next call
             raise AsrError(f"all tokens died at frame {status}; the graph has no way forward")
@@ -194,7 +198,7 @@ def _heap_pop(keys, vals, size):
 
 @numba.njit(cache=True)
 def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, tok_of_state, start, label_pdf, scores,
-            acoustic_scale, beam, max_active, lattice_beam, word_penalty):
+            acoustic_scale, beam, max_active, lattice_beam, word_penalty, bufs):
     # Per arc, once: the pdf it scores (-1: epsilon) and its graph cost with the word
     # penalty, so the emitting loop makes one lookup of each.
     arc_pdf = np.empty(len(ilabel), dtype=np.int64)
@@ -203,13 +207,9 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
         arc_pdf[a] = label_pdf[ilabel[a]] if ilabel[a] != 0 else -1
         arc_cost[a] = arc_gc[a] + (word_penalty if olabel[a] > 0 else 0.0)
     T = scores.shape[0]
-    tok_state = np.empty(1024, dtype=np.int32)
-    tok_frame = np.empty(1024, dtype=np.int32)
-    tok_cost = np.empty(1024, dtype=np.float64)
-    links = np.empty((4096, 6), dtype=np.float64)
+    # Work arrays from the last call (grown as needed, handed back for the next one)
+    tok_state, tok_frame, tok_cost, links, heap_keys, heap_vals = bufs
     n_link = 0
-    heap_keys = np.empty(1024, dtype=np.int64)
-    heap_vals = np.empty(1024, dtype=np.int64)
 
     # frame 0: the start state and its epsilon closure
     tok_state[0], tok_frame[0], tok_cost[0] = start, 0, 0.0
@@ -276,7 +276,7 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
             if tok_cost[k] < best:
                 best = tok_cost[k]
         if not best < np.inf:
-            return t, tok_state, tok_frame, n_tok, links, n_link
+            return t, n_tok, n_link, (tok_state, tok_frame, tok_cost, links, heap_keys, heap_vals)
         cutoff = best + beam
         if hi - lo > max_active:
             c = np.sort(tok_cost[lo:hi])[max_active - 1]
@@ -339,7 +339,7 @@ def _search(arc_start, ilabel, olabel, arc_gc, dst, final, eps_rank, has_eps, to
                     links[n_link, 3], links[n_link, 4], links[n_link, 5] = olabel[a], gc, ac
                     n_link += 1
         if hi == n_tok:
-            return t, tok_state, tok_frame, n_tok, links, n_link
+            return t, n_tok, n_link, (tok_state, tok_frame, tok_cost, links, heap_keys, heap_vals)
         lo = hi
         cutoff = next_cutoff
-    return -1, tok_state, tok_frame, n_tok, links, n_link
+    return -1, n_tok, n_link, (tok_state, tok_frame, tok_cost, links, heap_keys, heap_vals)
