@@ -562,7 +562,7 @@ def cmd_results(a: argparse.Namespace) -> None:
     from asr.results import write_cross_results, write_results
 
     if a.cross:
-        print(write_cross_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.notes))
+        print(write_cross_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.notes, a.label))
         return
     text = write_results(a.exp, a.out or Path(a.exp) / "RESULTS.md", a.title, a.commands, a.notes, a.label)
     print(text)

@@ -49,17 +49,24 @@ def _seed_threads(model_info: dict) -> str:
     return f"{model_info['seed']} / {model_info.get('threads', '?')}"
 
 
-def apply_labels(rows: list[dict], labels: list[str]) -> None:
-    """Append ``TEXT`` to the "chosen how" of every row whose system matches ``SYSTEM=TEXT``
-    (``SYSTEM`` may end in ``*`` for a prefix): how a recipe says that a row rests on a
-    choice not made on dev (e.g. "test-tuned: ...")."""
+def _label_texts(system: str, labels: list[str]) -> list[str]:
+    """The TEXTs of the ``SYSTEM=TEXT`` labels that match ``system`` (``SYSTEM`` may end in ``*``)."""
+    out = []
     for item in labels:
         pattern, sep, text = item.partition("=")
         if not sep or not pattern or not text:
             raise AsrError(f"--label expects SYSTEM=TEXT (SYSTEM may end in *), got {item!r}")
-        for r in rows:
-            if (r["system"].startswith(pattern[:-1]) if pattern.endswith("*") else r["system"] == pattern):
-                r["info"]["selection"] = f"{r['info'].get('selection', '')}; {text}".lstrip("; ")
+        if system.startswith(pattern[:-1]) if pattern.endswith("*") else system == pattern:
+            out.append(text)
+    return out
+
+
+def apply_labels(rows: list[dict], labels: list[str]) -> None:
+    """Append ``TEXT`` to the "chosen how" of every row whose system matches ``SYSTEM=TEXT``:
+    how a recipe says that a row rests on a choice not made on dev (e.g. "test-tuned: ...")."""
+    for r in rows:
+        for text in _label_texts(r["system"], labels):
+            r["info"]["selection"] = f"{r['info'].get('selection', '')}; {text}".lstrip("; ")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -136,10 +143,11 @@ def _wer(line: str) -> str:
     return m.group(1) if m else "-"
 
 
-def cross_table(exp_dir: str | Path) -> str:
+def cross_table(exp_dir: str | Path, labels: list[str] | None = None) -> str:
     """Markdown: one row per system of a cross-corpus folder (``<corpus>_<system>/decode_<target>_<set>``),
     one column per target: its test WER with the dev WER its setting was read on, and the
-    system's WER on its own corpus's test set (``<model>/decode_test``) for comparison."""
+    system's WER on its own corpus's test set (``<model>/decode_test``) for comparison.
+    ``labels`` (``<corpus>_<system>=TEXT``) are added to the model's name, e.g. "not chosen on dev"."""
     rows = collect(exp_dir)
     if not rows:
         raise AsrError(f"{exp_dir}: nothing decoded yet (no */decode_*/decode_info.json)")
@@ -157,7 +165,8 @@ def cross_table(exp_dir: str | Path) -> str:
     body = ""
     for system in sorted(cells, key=lambda s: (s.split("_")[0], s)):
         corpus, _, name = system.partition("_")
-        row = [f"{corpus} {name}", own.get(system, "-")]
+        label = "".join(f" ({t})" for t in _label_texts(system, labels or []))
+        row = [f"{corpus} {name}{label}", own.get(system, "-")]
         for t in targets:
             c = cells[system].get(t)
             row.append(f"{c.get('test', '-')} ({c.get('dev', '-')})" if c else "")
@@ -165,14 +174,15 @@ def cross_table(exp_dir: str | Path) -> str:
     return head + body
 
 
-def write_cross_results(exp_dir: str | Path, out: str | Path, notes: str | Path | None = None) -> str:
+def write_cross_results(exp_dir: str | Path, out: str | Path, notes: str | Path | None = None,
+                        labels: list[str] | None = None) -> str:
     """Write the cross-corpus table (:func:`cross_table`) and a recipe's notes to ``out``."""
     text = "# Results: cross-corpus\n\n"
     text += (f"Generated {datetime.date.today().isoformat()} by `asr results --cross {exp_dir}` after "
              "`make -C recipes/cross`. %WER of each model (rows) on other corpora's test sets (columns), "
              "with the target set's grammar; LMWT and penalty read on the target corpus's dev set (in "
              "parentheses: that dev WER, best of grid), test decoded once.\n\n")
-    text += cross_table(exp_dir)
+    text += cross_table(exp_dir, labels)
     text = text.replace(f"{Path(exp_dir).resolve().parent.parent}/", "")
     if notes is not None and Path(notes).exists():
         text += "\n" + read_utf8(Path(notes))

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from asr.nnet.network import AcousticNet, NetConfig
-from asr.nnet.numpy_dnn import NumpyDnn, log_softmax, read_state_dict, splice
+from asr.features import splice_frames as splice
+from asr.nnet.numpy_dnn import NumpyDnn, log_softmax, read_state_dict
 from asr.nnet.frames import splice as splice_torch
 from asr.utils import AsrError
 

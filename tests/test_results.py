@@ -63,5 +63,7 @@ def test_cross_table_has_a_row_per_model_and_a_column_per_target(tmp_path) -> No
     assert table[3] == "| librispeech tri3 | - | 21.73 (19.74) | 20.33 (-) |"
     text = write_cross_results(cross, tmp_path / "RESULTS.md")
     assert (tmp_path / "RESULTS.md").read_text() == text and "| an4 dnn |" in text
+    labelled = cross_table(cross, ["an4_dnn=not chosen on dev"]).splitlines()
+    assert labelled[2] == "| an4 dnn (not chosen on dev) | 5.82 |  | 20.67 (22.33) |" and labelled[3] == table[3]
     with pytest.raises(AsrError):
         cross_table(tmp_path / "empty_dir_that_is_missing")

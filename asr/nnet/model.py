@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from asr.decode.config import DecoderConfig
-from asr.features import FeatureConfig, FeaturePipeline
+from asr.features import FeatureConfig, FeaturePipeline, splice_frames
 from asr.hmm.topology import TransitionModel
 from asr.lang.lexicon import Lexicon, SymbolTable
 from asr.model_dir import read_hmm_side, read_meta, read_network, write_hmm_side, write_network
 from asr.nnet.net_config import NetConfig
-from asr.nnet.numpy_dnn import NumpyDnn, log_softmax, read_state_dict, splice as splice_numpy
+from asr.nnet.numpy_dnn import NumpyDnn, log_softmax, read_state_dict
 from asr.utils import AsrError
 
 
@@ -106,7 +106,7 @@ class DnnHmm:
         if isinstance(self.net, NumpyDnn) and self.mc_samples > 0:
             self.with_torch_network()  # dropout draws come from torch's network
         if isinstance(self.net, NumpyDnn):
-            windows = splice_numpy(np.asarray(feats, dtype=np.float32), self.net.cfg.context)
+            windows = splice_frames(np.asarray(feats, dtype=np.float32), self.net.cfg.context)
             return np.concatenate([log_softmax(self.net(windows[i:i + 4096])) for i in range(0, len(windows), 4096)])
         import torch
 

@@ -88,13 +88,6 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     return dict(state)
 
 
-def splice(feats: np.ndarray, context: int) -> np.ndarray:
-    """(T, D) -> (T, (2k+1)D) windows, edge frames repeated (``asr.nnet.frames.splice``)."""
-    T = feats.shape[0]
-    idx = np.clip(np.arange(T)[:, None] + np.arange(-context, context + 1)[None, :], 0, T - 1)
-    return feats[idx].reshape(T, -1)
-
-
 class NumpyDnn:
     """Inference-mode forward of a feed-forward :class:`~asr.nnet.network.AcousticNet` (kind
     "dnn") in float32 numpy: (B, (2k+1)D) windows -> (B, num_pdfs) logits."""
@@ -109,8 +102,8 @@ class NumpyDnn:
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []  # (in, out) weights, (out,) bias
         try:
             for i in range(cfg.num_layers):
-                W, b = state[f"hidden.{i}.layer.weight"].astype(np.float64), state[f"hidden.{i}.layer.bias"]
-                b = b.astype(np.float64)
+                W = state[f"hidden.{i}.layer.weight"].astype(np.float64)
+                b = state[f"hidden.{i}.layer.bias"].astype(np.float64)
                 if cfg.batch_norm:  # y = (Wx + b - mean) * gamma / sqrt(var + eps) + beta
                     n = f"hidden.{i}.norm."
                     scale = state[n + "weight"] / np.sqrt(state[n + "running_var"].astype(np.float64) + _EPS)

@@ -21,6 +21,7 @@ and decoded through the GMM's graph like any hybrid network.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -100,13 +101,11 @@ class RecurrentStack(nn.Module):
         return out
 
 
-def padded_batches(feats: dict[str, "np.ndarray"], max_frames: int = 20000):
+def padded_batches(feats: dict[str, np.ndarray], max_frames: int = 20000):
     """Utterances for inference in padded batches of similar length: yields ``(utts, x, lengths)``,
     x (N, T, D) float32 zero-padded and N * T <= ``max_frames`` (one longer utterance alone).
     A recurrent network's time steps run one after another, so a batch of N costs about what
     one utterance does."""
-    import numpy as np
-
     order = sorted(feats, key=lambda u: -len(feats[u]))
     i = 0
     while i < len(order):
