@@ -382,6 +382,12 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
     return grid or [default]
 
 
+def _model_and_graph(model_dir: str | Path, grammar: "Grammar | None", mc_samples: int):
+    model = load_model(model_dir)
+    set_mc_dropout(model, mc_samples, model_dir)
+    return model, load_graph(model_dir, model, grammar)
+
+
 # (model dir, grammar, mc_samples) -> (model, graph) while :func:`keep_loaded` is active
 _loaded: dict = {}
 
@@ -390,10 +396,8 @@ _loaded: dict = {}
 def keep_loaded(model_dir: str | Path, grammar: "Grammar | None" = None, mc_samples: int = 0):
     """Inside the block, :func:`decode_data_dir` calls for this model load it and its graph once
     (several data dirs decoded in one process: a dev grid, then test with its setting)."""
-    model = load_model(model_dir)
-    set_mc_dropout(model, mc_samples, model_dir)
     key = (str(model_dir), repr(grammar), mc_samples)
-    _loaded[key] = model, load_graph(model_dir, model, grammar)
+    _loaded[key] = _model_and_graph(model_dir, grammar, mc_samples)
     try:
         yield
     finally:
@@ -415,12 +419,8 @@ def decode_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         grammar: decode with a word list's loop or another LM instead of the model dir's graph.
         mc_samples: > 0: score with Monte-Carlo dropout, averaging this many dropout draws.
     """
-    loaded = _loaded.get((str(model_dir), repr(grammar), mc_samples))
-    if loaded is None:
-        model = load_model(model_dir)
-        set_mc_dropout(model, mc_samples, model_dir)
-        loaded = model, load_graph(model_dir, model, grammar)
-    model, graph = loaded
+    model, graph = (_loaded.get((str(model_dir), repr(grammar), mc_samples))
+                    or _model_and_graph(model_dir, grammar, mc_samples))
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     data = DataDir.load(data_dir, require_text=False)
     has_ref = (data_dir / "text").exists()
@@ -486,7 +486,8 @@ def score_lattices(model, data_dir: str | Path, out_dir: str | Path, lattices: d
             best = (counts, cfg, hyp, per_utt)
     t_rescore = time.time() - t2
     counts, cfg, hyp, per_utt = best
-    if searched is not None and (searched[0].acoustic_scale, searched[0].word_penalty) == settings[cfgs.index(cfg)]:
+    if searched is not None and (searched[0].acoustic_scale, searched[0].word_penalty) == (cfg.acoustic_scale,
+                                                                                          cfg.word_penalty):
         res = searched[1]
     else:
         res = {u: result_from_lattice(lat, cfg.acoustic_scale, cfg.word_penalty) for u, lat in lattices.items()}
