@@ -98,6 +98,12 @@ def cmd_augment(a: argparse.Namespace) -> None:
     augment_data_dir(a.data, a.out, AugmentConfig.from_dict(_load_section(a.config, a.section, a.set)))
 
 
+def cmd_concat_utts(a: argparse.Namespace) -> None:
+    from asr.concat import ConcatConfig, concat_data_dir
+
+    concat_data_dir(a.data, a.out, ConcatConfig.from_dict(_load_section(a.config, a.section, a.set)))
+
+
 def cmd_copy_ali(a: argparse.Namespace) -> None:
     from asr.augment import copy_alignments
 
@@ -682,6 +688,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", help="source data dir")
     sp.add_argument("out", help="new data dir: the originals plus copies aug<k>-<utt>, wavs in OUT/wav")
     sp.add_argument("--section", default="augment", help="config section with the options")
+    config_opts(sp)
+
+    sp = add("concat-utts", cmd_concat_utts, "connected-speech copies of an isolated-word data dir: each "
+             "speaker's utterances joined into strings ([concat] section)",
+             "asr concat-utts data/fsdd/train_sp5 data/fsdd/train_sp5_cat --config conf.toml --set copies=2")
+    sp.add_argument("data", help="source data dir (every utterance with a transcript)")
+    sp.add_argument("out", help="new data dir: the originals plus strings cat<k>-<spk>-<n>, wavs in OUT/wav")
+    sp.add_argument("--section", default="concat", help="config section with the options")
     config_opts(sp)
 
     sp = add("copy-ali", cmd_copy_ali, "alignments of an augmented data dir from its sources' (no realignment)",

@@ -21,8 +21,9 @@ from asr import backend
 from asr.datadir import AudioReader, DataDir
 from asr.utils import AsrError, atomic_open, ensure_dir
 
-# Copies' id prefixes: speed (``sp0.9-``) and augmentation (``aug1-``, asr.augment), nested.
-_PREFIX = re.compile(r"^(?:(?:sp[0-9.]+|aug[0-9]+)-)+")
+# Copies' id prefixes: speed (``sp0.9-``), augmentation (``aug1-``, asr.augment) and strings
+# (``cat1-``, asr.concat), nested.
+_PREFIX = re.compile(r"^(?:(?:sp[0-9.]+|aug[0-9]+|cat[0-9]+)-)+")
 
 
 def perturbed_id(factor: float, key: str) -> str:
