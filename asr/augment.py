@@ -385,6 +385,34 @@ def describe(plan: dict) -> str:
     return " ".join(parts)
 
 
+def start_copies_dir(out: Path, options_file: str, cfg: Config) -> Path:
+    """Create ``out/wav`` for a data dir of generated copies and record ``cfg`` in ``out/options_file``.
+
+    The kept wavs of a resumed run must have been drawn with the same options, so a dir made
+    with other ones is refused. Returns the wav folder.
+    """
+    options = json.dumps(cfg.to_dict(), sort_keys=True)
+    if (out / options_file).is_file() and read_utf8(out / options_file).strip() != options:
+        raise AsrError(f"{out} was made with other options ({out}/{options_file}); remove it or write elsewhere")
+    ensure_dir(out / "wav")
+    write_text_atomic(out / options_file, options + "\n")
+    return out / "wav"
+
+
+def originals_of(data: DataDir) -> DataDir:
+    """A new data dir holding ``data``'s utterances unchanged (copies are added to it)."""
+    result = DataDir()
+    for utt in data.utts():
+        result.utt2spk[utt] = data.utt2spk[utt]
+        if utt in data.text:
+            result.text[utt] = list(data.text[utt])
+        rec = data.recording(utt)
+        result.wav[rec] = data.wav[rec]
+        if data.segments:
+            result.segments[utt] = data.segments[utt]
+    return result
+
+
 def augment_data_dir(src: str | Path, out: str | Path, cfg: AugmentConfig | None = None) -> DataDir:
     """Write data dir ``out``: the utterances of ``src`` and ``cfg.copies`` augmented copies of each.
 
@@ -395,22 +423,8 @@ def augment_data_dir(src: str | Path, out: str | Path, cfg: AugmentConfig | None
     cfg = cfg or AugmentConfig()
     data = DataDir.load(src)
     out = Path(out)
-    wav_dir = out / "wav"
-    # the kept wavs of a resumed run must have been drawn with the same options
-    options = json.dumps(cfg.to_dict(), sort_keys=True)
-    if (out / "augment.json").is_file() and read_utf8(out / "augment.json").strip() != options:
-        raise AsrError(f"{out} was augmented with other options ({out}/augment.json); remove it or write elsewhere")
-    ensure_dir(wav_dir)
-    write_text_atomic(out / "augment.json", options + "\n")
-    result = DataDir()
-    for utt in data.utts():  # the originals, unchanged
-        result.utt2spk[utt] = data.utt2spk[utt]
-        if utt in data.text:
-            result.text[utt] = list(data.text[utt])
-        rec = data.recording(utt)
-        result.wav[rec] = data.wav[rec]
-        if data.segments:
-            result.segments[utt] = data.segments[utt]
+    wav_dir = start_copies_dir(out, "augment.json", cfg)
+    result = originals_of(data)
     audio = AudioReader(data)
     augmenter = Augmenter(cfg, AudioReader(data), data.utt2spk)  # its own reader: babble reads others
     utt2aug, utt2pad = {}, {}

@@ -17,7 +17,6 @@ run writes the same strings.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import zlib
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from asr.augment import originals_of, start_copies_dir
 from asr.datadir import AudioReader, DataDir, write_kv
-from asr.utils import AsrError, Config, atomic_open, ensure_dir, read_utf8, write_text_atomic
+from asr.utils import AsrError, Config, atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +98,8 @@ def concat_data_dir(src: str | Path, out: str | Path, cfg: ConcatConfig | None =
     if missing:
         raise AsrError(f"{src}: utterance '{missing[0]}' has no transcript; strings need every word's text")
     out = Path(out)
-    wav_dir = out / "wav"
-    options = json.dumps(cfg.to_dict(), sort_keys=True)
-    if (out / "concat.json").is_file() and read_utf8(out / "concat.json").strip() != options:
-        raise AsrError(f"{out} was made with other options ({out}/concat.json); remove it or write elsewhere")
-    ensure_dir(wav_dir)
-    write_text_atomic(out / "concat.json", options + "\n")
-    result = DataDir()
-    for utt in data.utts():  # the originals, unchanged
-        result.utt2spk[utt] = data.utt2spk[utt]
-        result.text[utt] = list(data.text[utt])
-        rec = data.recording(utt)
-        result.wav[rec] = data.wav[rec]
-        if data.segments:
-            result.segments[utt] = data.segments[utt]
+    wav_dir = start_copies_dir(out, "concat.json", cfg)
+    result = originals_of(data)
     audio = AudioReader(data)
     utt2parts = {}
     for copy in range(1, cfg.copies + 1):
