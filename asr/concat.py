@@ -10,8 +10,8 @@ audio (no coarticulation is made up), so a GMM aligns the strings like any other
 
 Copies are named ``cat<k>-<spk>-<n>`` with speakers ``cat<k>-<spk>`` (per-speaker CMVN of
 the strings, as for ``aug<k>-`` copies); ``utt2parts`` lists the utterances each is made
-of, each with the second it starts at. The draws come from a generator seeded by (seed, copy, speaker), so a rerun or a resumed
-run writes the same strings.
+of, each with the second it starts at. The draws come from a generator seeded by (seed,
+copy, speaker), so a rerun or a resumed run writes the same strings.
 """
 
 from __future__ import annotations
