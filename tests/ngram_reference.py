@@ -10,7 +10,7 @@ from pathlib import Path
 from asr.lang.arpa import BOS, EOS
 from asr.utils import AsrError, read_utf8
 
-METHODS = ("kn", "wb")
+METHODS = ("kn", "mkn", "wb")
 
 
 def read_sentences(path: str | Path) -> list[list[str]]:
@@ -36,6 +36,16 @@ def _discount(counts: Counter) -> float:
     return min(max(n1 / (n1 + 2 * n2), 0.1), 0.9)
 
 
+def _mkn_discounts(counts: Counter) -> tuple[float, float, float]:
+    n = [sum(1 for c in counts.values() if c == k) for k in (1, 2, 3, 4)]
+    if min(n) == 0:
+        d = _discount(counts)
+        return d, d, d
+    y = n[0] / (n[0] + 2 * n[1])
+    ds = (1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2])
+    return tuple(min(max(d, 0.05), c - 0.05) for c, d in zip((1, 2, 3), ds))
+
+
 def estimate(sentences: list[list[str]], order: int = 3, method: str = "kn") -> dict[tuple[str, ...], tuple[float, float | None]]:
     """n-gram -> (log10 probability, log10 back-off weight or None), all orders 1..``order``."""
     if order < 1:
@@ -54,7 +64,7 @@ def estimate(sentences: list[list[str]], order: int = 3, method: str = "kn") -> 
     counts = [Counter() for _ in range(order + 1)]
     counts[order] = raw[order]
     for k in range(1, order):
-        if method == "kn":
+        if method in ("kn", "mkn"):
             for gram in raw[k + 1]:
                 counts[k][gram[1:]] += 1
             for gram, c in raw[k].items():
@@ -70,11 +80,16 @@ def estimate(sentences: list[list[str]], order: int = 3, method: str = "kn") -> 
         for gram, c in counts[k].items():
             by_hist[gram[:-1]][gram[-1]] = c
         D = _discount(counts[k]) if method == "kn" else 0.0
+        D123 = _mkn_discounts(Counter({g: c for g, c in counts[k].items() if c > 0})) if method == "mkn" else None
         for h, nexts in by_hist.items():
             total, types = sum(nexts.values()), len(nexts)
             if method == "kn":
                 gamma = D * types / total
                 alpha = {w: max(c - D, 0.0) / total for w, c in nexts.items()}
+            elif method == "mkn":
+                disc = {w: 0.0 if c == 0 else D123[min(c, 3) - 1] for w, c in nexts.items()}
+                gamma = sum(disc.values()) / total
+                alpha = {w: (c - disc[w]) / total for w, c in nexts.items()}
             else:
                 gamma = types / (total + types)
                 alpha = {w: c / (total + types) for w, c in nexts.items()}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ngram_reference
@@ -36,7 +37,7 @@ def _random_corpus(seed: int, n: int = 60) -> list[list[str]]:
     return [[rng.choice(words[: rng.randint(3, len(words))]) for _ in range(rng.randint(1, 8))] for _ in range(n)]
 
 
-@pytest.mark.parametrize("method", ["kn", "wb"])
+@pytest.mark.parametrize("method", ["kn", "mkn", "wb"])
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_every_history_is_normalised(method, order):
     grams = estimate(SENTS, order, method).to_grams()
@@ -45,7 +46,7 @@ def test_every_history_is_normalised(method, order):
         assert sum(_prob(grams, h, w) for w in VOCAB) == pytest.approx(1.0, abs=1e-9), h
 
 
-@pytest.mark.parametrize("method", ["kn", "wb"])
+@pytest.mark.parametrize("method", ["kn", "mkn", "wb"])
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_arrays_match_the_dict_reference(method, order, seed):
@@ -187,3 +188,15 @@ def test_perplexity_by_hand_and_oovs(tmp_path):
     skipped = perplexity(lm, [["X", "ZZZ", "Y"]])  # no <UNK>: ZZZ skipped, Y starts afresh (unigram)
     assert skipped["oovs"] == 1 and skipped["oov_rate"] == pytest.approx(100 / 3)
     assert skipped["logprob"] == pytest.approx(-0.1 - 0.6 - 0.5)
+
+
+def test_modified_kneser_ney_discounts_by_hand():
+    """Chen & Goodman's three discounts from n1..n4 (here 4, 2, 1, 1: Y = 0.5), and the
+    single KN discount when a count of counts is missing."""
+    from asr.lang.ngram import _discount, _mkn_discounts
+
+    d1, d2, d3 = _mkn_discounts(np.array([1, 1, 1, 1, 2, 2, 3, 4]))
+    assert (d1, d2, d3) == pytest.approx((1 - 2 * 0.5 * 2 / 4, 2 - 3 * 0.5 * 1 / 2, 3 - 4 * 0.5 * 1 / 1))
+    no_fours = np.array([1, 1, 2, 3])
+    assert _mkn_discounts(no_fours) == (_discount(no_fours),) * 3
+

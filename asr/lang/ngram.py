@@ -15,6 +15,10 @@ Two smoothing methods, both *interpolated* and then written in back-off form (as
   discount per order, D = n1 / (n1 + 2 n2) (Ney's estimate from the count-of-counts);
   lower orders count *continuations* N1+(. w) rather than occurrences (n-grams that begin
   with ``<s>`` have no left context and keep their counts).
+* Modified Kneser-Ney (Chen & Goodman 1999; SRILM ``-kndiscount``, KenLM's default): the
+  same with three discounts per order, D(c) = D1, D2 or D3+ for counts 1, 2 and 3 or more,
+  D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3 with Y = n1 / (n1 + 2 n2), and
+  gamma(h) = sum over w of D(c(h w)) / c(h).
 * Witten-Bell: alpha = c(h w) / (c(h) + N1+(h .)), gamma = N1+(h .) / (c(h) + N1+(h .)).
 
 The unigram level is interpolated with a uniform distribution over the vocabulary (plus
@@ -38,7 +42,7 @@ import numpy as np
 from asr.lang.arpa import BOS, EOS
 from asr.utils import AsrError, atomic_open, read_utf8
 
-METHODS = ("kn", "wb")
+METHODS = ("kn", "mkn", "wb")
 UNK = "<UNK>"
 NO_BOW = np.nan  # an n-gram that is no history has no back-off weight
 
@@ -229,6 +233,19 @@ def _discount(counts: np.ndarray) -> float:
     return min(max(n1 / (n1 + 2 * n2), 0.1), 0.9)
 
 
+def _mkn_discounts(counts: np.ndarray) -> tuple[float, float, float]:
+    """(D1, D2, D3+) of modified Kneser-Ney from one order's count-of-counts n1..n4 (a count
+    of counts that is zero, as in tiny texts, falls back to the single KN discount)."""
+    n = [int((counts == c).sum()) for c in (1, 2, 3, 4)]
+    if min(n) == 0:
+        d = _discount(counts)
+        return d, d, d
+    y = n[0] / (n[0] + 2 * n[1])
+    ds = (1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2])
+    # each discount stays inside (0, c): an odd count-of-counts never gives a negative alpha
+    return tuple(min(max(d, 0.05), c - 0.05) for c, d in zip((1, 2, 3), ds))  # type: ignore[return-value]
+
+
 def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``query`` in sorted ``keys`` and whether each is there."""
     pos = np.searchsorted(keys, query)
@@ -273,7 +290,7 @@ class _Model:
 
 def estimate(sentences: Iterable[list[str]], order: int = 3, method: str = "kn",
              vocabulary: list[str] | None = None) -> ArrayLM:
-    """Estimate an interpolated KN or WB model of orders 1..``order`` (see the module docstring)."""
+    """Estimate an interpolated KN, modified KN or WB model of orders 1..``order`` (see the module docstring)."""
     if order < 1:
         raise AsrError(f"LM order must be >= 1, got {order}")
     if method not in METHODS:
@@ -286,7 +303,7 @@ def estimate(sentences: Iterable[list[str]], order: int = 3, method: str = "kn",
     counts = [None] * order
     keys[order - 1], counts[order - 1] = raw_keys[order - 1], raw_counts[order - 1]
     for k in range(1, order):
-        if method == "kn":
+        if method in ("kn", "mkn"):
             mask = (1 << (bits * k)) - 1
             suffix, cont = np.unique(raw_keys[k] & mask, return_counts=True)
             bos = (raw_keys[k - 1] >> (bits * (k - 1))) == 0 if k > 1 else np.zeros(len(raw_keys[0]), bool)
@@ -315,6 +332,11 @@ def estimate(sentences: Iterable[list[str]], order: int = 3, method: str = "kn",
             D = _discount(counts[k - 1][counts[k - 1] > 0])
             gamma = D * types / total
             alpha = np.maximum(cc - D, 0.0) / total[run]
+        elif method == "mkn":
+            d1, d2, d3 = _mkn_discounts(counts[k - 1][counts[k - 1] > 0])
+            d = np.select([cc >= 3, cc == 2, cc == 1], [d3, d2, d1], 0.0)
+            gamma = np.add.reduceat(d, starts) / total if len(starts) else np.zeros(0)
+            alpha = (cc - d) / total[run]
         else:
             gamma = types / (total + types)
             alpha = cc / (total + types)[run]
