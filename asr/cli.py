@@ -330,6 +330,62 @@ def cmd_lmrescore(a: argparse.Namespace) -> None:
                   a.tune_on, a.prune_beam)
 
 
+def _lm_weights(a: argparse.Namespace) -> list[float]:
+    """--weights W1,W2,..: LSTM LM weights in [0, 1]."""
+    try:
+        return [float(x) for x in a.weights.split(",")]
+    except ValueError:
+        raise AsrError(f"--weights expects numbers in [0, 1], got {a.weights!r}") from None
+
+
+def cmd_nbest_rescore(a: argparse.Namespace) -> None:
+    from asr.decode.nbest_rescore import nbest_rescore_dir, settings_grid
+    from asr.lang.lstm_lm import LstmLm
+
+    grid = None
+    if a.tune_on is None:
+        if not a.sweep:
+            raise AsrError("give --sweep MIN:MAX[:STEP] (a grid, on dev) or --tune-on DEV_DIR (test)")
+        base = _sweep_grid(a, _decoder_config(a.model, a))
+        grid = settings_grid(sorted({round(1.0 / c.acoustic_scale, 6) for c in base}),
+                             sorted({c.word_penalty for c in base}), _lm_weights(a))
+    lm = LstmLm.load(a.lstm_lm, a.device)
+    nbest_rescore_dir(a.model, a.graph_lm, lm.sentence_costs, str(a.lstm_lm), a.data, a.lattices, a.dir, a.nbest,
+                      grid, a.tune_on)
+
+
+def cmd_lstm_lm(a: argparse.Namespace) -> None:
+    from asr.lang.lstm_lm import LstmLm, LstmLmConfig, train_lstm_lm
+    from asr.lang.ngram import iter_text_sentences
+
+    if a.action == "train":
+        if not a.text:
+            raise AsrError("give the LM training text (files, one sentence per line)")
+        opts = _load_section(a.config, "lstm_lm", a.set)
+        if a.device:
+            opts["device"] = a.device
+        vocab = [l.split()[0] for l in read_utf8(a.vocab).splitlines() if l.strip()] if a.vocab else None
+        info = train_lstm_lm(lambda: iter_text_sentences(a.text), a.model, LstmLmConfig.from_dict(opts), vocab)
+        print(f"{a.model}: held-out perplexity {info['heldout_ppl']:.2f} (best epoch {info['best_epoch']})")
+        return
+    from asr.datadir import read_text_file
+
+    if len(a.text) != 1:
+        raise AsrError("eval: give one text file")
+    path = Path(a.text[0])
+    sentences = list(read_text_file(path).values()) if a.kaldi_text else list(iter_text_sentences([path]))
+    lm = LstmLm.load(a.model, a.device or "cpu")
+    r = lm.perplexity(sentences)
+    print(f"{path}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs ({r['oov_rate']:.2f}%)")
+    print(f"logprob= {r['logprob']:.2f} ppl= {r['ppl']:.2f}")
+    if a.ngram:
+        from asr.lang.arpa_scorer import ArpaScorer
+        from asr.lang.lstm_lm import interpolated_perplexity
+
+        for w, ppl in interpolated_perplexity(lm, ArpaScorer(a.ngram), sentences, _lm_weights(a)).items():
+            print(f"{w:g} x LSTM + {1 - w:g} x {Path(a.ngram).name}: ppl= {ppl:.2f}")
+
+
 def cmd_lattice_copy(a: argparse.Namespace) -> None:
     from asr.decode.lattice import read_lattices, write_lattices
 
@@ -895,6 +951,39 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prune each lattice to this beam before rescoring (Kaldi's lattice-prune; 0: not)")
     config_opts(sp)
 
+    sp = add("nbest-rescore", cmd_nbest_rescore,
+             "rescore a decode dir's lattices with an LSTM LM through n-best lists (Kaldi's RNNLM rescoring)",
+             "asr nbest-rescore exp/ls/tri3 --graph-lm data/local/lm_big.arpa --lstm-lm exp/ls/lstm_lm "
+             "--data data/ls/dev --lattices exp/ls/tri3/decode_dev_big --dir exp/ls/tri3/decode_dev_lstm --sweep 7:17")
+    sp.add_argument("model", help="the model dir the lattices were decoded with")
+    sp.add_argument("--graph-lm", required=True,
+                    help="ARPA LM whose costs the lattices hold (the graph's, or the one they were rescored with)")
+    sp.add_argument("--lstm-lm", required=True, help="LSTM LM dir (asr lstm-lm train)")
+    sp.add_argument("--data", required=True, help="the data dir that was decoded (its text is scored)")
+    sp.add_argument("--lattices", required=True, help="decode dir holding lat.npz and best_config.json")
+    sp.add_argument("--dir", required=True, help="output decode dir")
+    sp.add_argument("--nbest", type=positive_int, default=100, help="hypotheses per utterance")
+    sp.add_argument("--sweep", metavar="MIN:MAX[:STEP]", help="LMWT grid to score (Kaldi best_wer)")
+    sp.add_argument("--penalties", default="0,0.5,1", help="word insertion penalties for --sweep")
+    sp.add_argument("--weights", default="0,0.25,0.5,0.75,1",
+                    help="LSTM LM weights for --sweep (log-linear with the n-gram; 0: the n-gram alone)")
+    sp.add_argument("--tune-on", help="use the best setting of another n-best-rescored dir (dev)")
+    sp.add_argument("--device", default="cpu", help="where the LSTM LM runs (cpu, cuda)")
+    config_opts(sp)
+
+    sp = add("lstm-lm", cmd_lstm_lm, "train a word-level LSTM LM on text, or give its perplexity on a text",
+             "asr lstm-lm train exp/ls/lstm_lm data/local/lm_text.txt --vocab vocab.txt --config conf.toml   |   "
+             "asr lstm-lm eval exp/ls/lstm_lm data/ls/dev/text --kaldi-text")
+    sp.add_argument("action", choices=["train", "eval"])
+    sp.add_argument("model", help="LSTM LM dir (written by train, read by eval)")
+    sp.add_argument("text", nargs="*", help="train: text files, one sentence per line; eval: one text file")
+    sp.add_argument("--vocab", help="train: the word list it scores (first field per line; default: the text's words)")
+    sp.add_argument("--kaldi-text", action="store_true", help="eval: the text's first field is an utterance id")
+    sp.add_argument("--ngram", help="eval: also the perplexity of a linear mix with this ARPA LM")
+    sp.add_argument("--weights", default="0,0.25,0.5,0.75,1", help="eval: LSTM weights of the mix with --ngram")
+    sp.add_argument("--device", help="cpu or cuda (train: overrides the config's device)")
+    config_opts(sp)
+
     sp = add("lattice-copy", cmd_lattice_copy,
              "convert a lattice archive: binary (.npz, what decode dirs hold) <-> Kaldi text (.gz or plain)",
              "asr lattice-copy exp/an4/tri1/decode_test/lat.npz lat.txt.gz   # then Kaldi: "
@@ -906,7 +995,9 @@ def build_parser() -> argparse.ArgumentParser:
              "asr lm --order 3 corpus.txt > lm.arpa   # then: asr lang --dict D --lm lm.arpa --out data/lang")
     sp.add_argument("text", nargs="+", help="training text files: one sentence per line, words separated by spaces")
     sp.add_argument("--order", type=positive_int, default=3)
-    sp.add_argument("--method", choices=["kn", "wb"], default="kn", help="interpolated Kneser-Ney or Witten-Bell")
+    sp.add_argument("--method", choices=["kn", "mkn", "wb"], default="kn",
+                    help="interpolated Kneser-Ney (one discount per order), modified Kneser-Ney (three per "
+                         "order, Chen & Goodman; SRILM -kndiscount) or Witten-Bell")
     sp.add_argument("--vocab", help="word list (first field per line): other words become <UNK>")
     prune_opts = sp.add_mutually_exclusive_group()
     prune_opts.add_argument("--prune", type=positive_float, metavar="THRESHOLD",

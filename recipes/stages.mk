@@ -269,6 +269,41 @@ $(EXP)/%/.done.decode: $(EXP)/%/.done.graph
 	$(ASR) results $(EXP) --out $(RESULTS) --title "$(CORPUS)" --commands "make -C recipes/$(CORPUS)" --notes $(CURDIR)/notes.md \
 	  $(RESULTS_LABELS)
 
+# N-best rescoring with a word-level LSTM LM (asr lstm-lm, asr nbest-rescore; Kaldi's RNNLM
+# rescoring), not part of `all`: `make lstm-rescore results`. The LM ([lstm_lm] section) learns
+# LSTM_LM_TEXT (default: the training transcripts) over the lang dir's words; each system of
+# LSTM_SYSTEMS has the lattices of decode_<set>$(LSTM_FROM) (ready at its LSTM_AFTER stamp, their LM
+# costs LSTM_GRAPH_LM's) rescored into decode_<set>_lstm: LSTM weight, LMWT and penalty read on
+# TUNE_SET's grid, the other sets rescored once with them.
+LSTM_LM       := $(EXP)/lstm_lm
+LSTM_LM_TEXT  ?=
+LSTM_GRAPH_LM ?= $(LM)
+LSTM_FROM     ?=
+LSTM_AFTER    ?= .done.decode
+LSTM_SYSTEMS  ?= $(filter-out ctc%,$(ALL_SYSTEMS))
+LSTM_LM_OPTS  ?=
+.PHONY: lstm-lm lstm-rescore
+lstm-lm: $(LSTM_LM)/.done
+$(LSTM_LM)/.done: $(DATA)/lang/.done $(LSTM_LM_TEXT)
+	mkdir -p $(LSTM_LM)
+	grep -v '^<eps> ' $(DATA)/lang/words.txt | cut -d' ' -f1 > $(LSTM_LM)/word_list.txt
+	$(if $(LSTM_LM_TEXT),,cut -d' ' -f2- $(DATA)/$(TRAIN_SET)/text > $(LSTM_LM)/train_text.txt)
+	$(ASR) lstm-lm train $(LSTM_LM) $(or $(LSTM_LM_TEXT),$(LSTM_LM)/train_text.txt) --vocab $(LSTM_LM)/word_list.txt \
+	  --config $(CONF) $(if $(NNET_DEVICE),--device $(NNET_DEVICE)) $(LSTM_LM_OPTS)
+	$(ASR) lstm-lm eval $(LSTM_LM) $(DATA)/$(TUNE_SET)/text --kaldi-text --ngram $(LSTM_GRAPH_LM) \
+	  | tee $(LSTM_LM)/$(TUNE_SET).ppl
+	touch $@
+lstm-rescore: $(LSTM_SYSTEMS:%=$(EXP)/%/.done.lstm)
+$(EXP)/%/.done.lstm: $(EXP)/%/$(LSTM_AFTER) $(LSTM_LM)/.done
+	$(ASR) nbest-rescore $(EXP)/$* --config $(CONF) --graph-lm $(LSTM_GRAPH_LM) --lstm-lm $(LSTM_LM) \
+	  --data $(call sys_data,$*,$(TUNE_SET)) --lattices $(EXP)/$*/decode_$(TUNE_SET)$(LSTM_FROM) \
+	  --dir $(EXP)/$*/decode_$(TUNE_SET)_lstm --sweep 7:17 $(if $(NNET_DEVICE),--device $(NNET_DEVICE))
+	$(foreach s,$(filter-out $(TUNE_SET),$(TEST_SETS)),$(ASR) nbest-rescore $(EXP)/$* --config $(CONF) \
+	  --graph-lm $(LSTM_GRAPH_LM) --lstm-lm $(LSTM_LM) --data $(call sys_data,$*,$(s)) \
+	  --lattices $(EXP)/$*/decode_$(s)$(LSTM_FROM) --dir $(EXP)/$*/decode_$(s)_lstm \
+	  --tune-on $(EXP)/$*/decode_$(TUNE_SET)_lstm $(if $(NNET_DEVICE),--device $(NNET_DEVICE)) &&) true
+	touch $@
+
 # The textbook ablation: one network per row of ablation.toml (activations, initialisations,
 # optimisers, batch norm, dropout, weight decay, pretraining, architectures, curriculum,
 # ensembles, a TPE search), the same data and DNN_GMM alignment, decoded on dev (the grid)

@@ -129,7 +129,15 @@ class Lattice:
         return _node_frames(self.num_nodes, self.src, self.dst, self.ilabel)[self.src]
 
     def nbest(self, n: int, acoustic_scale: float, word_penalty: float = 0.0) -> list[tuple[list[int], float]]:
-        """The ``n`` best distinct word sequences with their costs, best first.
+        """The ``n`` best distinct word sequences with their costs, best first (see :meth:`nbest_paths`)."""
+        return [(words, cost) for words, cost, _, _ in self.nbest_paths(n, acoustic_scale, word_penalty)]
+
+    def nbest_paths(self, n: int, acoustic_scale: float, word_penalty: float = 0.0
+                    ) -> list[tuple[list[int], float, float, float]]:
+        """The ``n`` best distinct word sequences, best first, as (word ids, total cost, graph
+        cost, acoustic cost) of each one's best path (total = graph + acoustic_scale *
+        acoustic + word_penalty * words), so that an n-best list can be rescored at other
+        scales or with another LM.
 
         A* over (node, words so far) with the exact cost-to-end of each node as the
         heuristic, paths with the same words into the same node recombined: only
@@ -145,25 +153,28 @@ class Lattice:
             raise AsrError("empty lattice: no path reaches a final node")
         first = np.searchsorted(self.src, np.arange(self.num_nodes + 1))
         src_cost, dst, olabel, final = cost.tolist(), self.dst.tolist(), self.olabel.tolist(), self.final.tolist()
+        graph = self.graph_cost.tolist()
         beta_l = beta.tolist()
         best_g: dict[tuple[int, tuple[int, ...]], float] = {(0, ()): 0.0}
-        heap: list[tuple[float, int, int, tuple[int, ...], bool]] = [(beta_l[0], 0, 0, (), False)]
-        out: list[tuple[list[int], float]] = []
+        # heap entries: (f = g + beta, tie, node, words, complete, graph cost so far)
+        heap: list[tuple[float, int, int, tuple[int, ...], bool, float]] = [(beta_l[0], 0, 0, (), False, 0.0)]
+        out: list[tuple[list[int], float, float, float]] = []
         done: set[tuple[int, ...]] = set()
         tick = 0
         while heap and len(out) < n:
-            f, _, node, words, complete = heapq.heappop(heap)
+            f, _, node, words, complete, gr = heapq.heappop(heap)
             if complete:
                 if words not in done:
                     done.add(words)
-                    out.append((list(words), f))
+                    am = (f - gr - word_penalty * len(words)) / acoustic_scale if acoustic_scale else 0.0
+                    out.append((list(words), f, gr, am))
                 continue
             g = f - beta_l[node]
             if g > best_g.get((node, words), math.inf) + 1e-9:
                 continue  # a better path with the same words reached this node first
             if final[node] < math.inf and words not in done:
                 tick += 1
-                heapq.heappush(heap, (g + final[node], tick, node, words, True))
+                heapq.heappush(heap, (g + final[node], tick, node, words, True, gr + final[node]))
             for a in range(first[node], first[node + 1]):
                 d = dst[a]
                 if beta_l[d] == math.inf:
@@ -173,7 +184,7 @@ class Lattice:
                 if ng < best_g.get((d, nw), math.inf) - 1e-12:
                     best_g[(d, nw)] = ng
                     tick += 1
-                    heapq.heappush(heap, (ng + beta_l[d], tick, d, nw, False))
+                    heapq.heappush(heap, (ng + beta_l[d], tick, d, nw, False, gr + graph[a]))
         return out
 
     def to_text(self, utt: str) -> str:

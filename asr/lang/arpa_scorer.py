@@ -129,6 +129,24 @@ def _word_cost(k1, c1, b1, k2, c2, b2, k3, c3, h2, h1, w):
 
 
 
+def token_costs(lm: ArpaScorer, words: list[str], unk: str = "<UNK>") -> np.ndarray:
+    """(n + 1,) -ln p of each word of a sentence given the ones before it, and of ``</s>``
+    (a word the LM lacks is scored as ``unk``; without one it costs inf)."""
+    unk_id = lm.index.get(unk)
+    arrays = lm.arrays()
+    out = np.empty(len(words) + 1)
+    h2, h1 = -1, lm.bos
+    for k, w in enumerate(list(words) + [EOS]):
+        wid = lm.index.get(w, unk_id)
+        if wid is None:
+            out[k] = np.inf
+            h2, h1 = -1, -1
+            continue
+        out[k] = _word_cost(*arrays, h2, h1, wid)
+        h2, h1 = h1, wid
+    return out
+
+
 def perplexity(lm: ArpaScorer, sentences, unk: str = "<UNK>") -> dict:
     """Perplexity of an LM on sentences (lists of words), ``</s>`` included, as SRILM's ``ppl``.
 
