@@ -187,13 +187,9 @@ class LstmLm:
             for s in range(0, len(order), batch):
                 idx = order[s:s + batch]
                 enc = [[self.vocab.encode(w) for w in sentences[i]] for i in idx]
-                T = max(len(e) for e in enc) + 1
-                inp = torch.zeros(len(idx), T, dtype=torch.long)  # </s> starts every sentence
-                tgt = torch.zeros(len(idx), T, dtype=torch.long)
-                for k, e in enumerate(enc):
-                    ids = torch.tensor([t for t, _ in e], dtype=torch.long)
-                    inp[k, 1:len(e) + 1] = ids
-                    tgt[k, :len(e)] = ids
+                ids = np.array([t for e in enc for t, _ in e], dtype=np.int32)
+                offsets = np.cumsum([0] + [len(e) for e in enc])
+                inp, tgt, _ = batch_tensors(ids, offsets, np.arange(len(idx)))  # the training layout
                 logp, _ = self.net(inp.to(self.device), tgt.to(self.device))
                 logp = logp.cpu().double().numpy()
                 for k, i in enumerate(idx):
