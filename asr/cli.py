@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -350,8 +351,10 @@ def cmd_nbest_rescore(a: argparse.Namespace) -> None:
         grid = settings_grid(sorted({round(1.0 / c.acoustic_scale, 6) for c in base}),
                              sorted({c.word_penalty for c in base}), _lm_weights(a))
     lm = LstmLm.load(a.lstm_lm, a.device)
-    nbest_rescore_dir(a.model, a.graph_lm, lm.sentence_costs, str(a.lstm_lm), a.data, a.lattices, a.dir, a.nbest,
-                      grid, a.tune_on)
+    # The LM's name carries a hash of its weights: --tune-on refuses a dev dir of another LM.
+    weights = hashlib.sha256((Path(a.lstm_lm) / "lstm_lm.pt").read_bytes()).hexdigest()[:16]
+    nbest_rescore_dir(a.model, a.graph_lm, lm.sentence_costs, f"{a.lstm_lm} (weights {weights})", a.data, a.lattices,
+                      a.dir, a.nbest, grid, a.tune_on)
 
 
 def cmd_lstm_lm(a: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from asr.decode.lattice import Lattice
-from asr.decode.nbest_rescore import NbestList, RescoreSetting, settings_grid
+from asr.decode.nbest_rescore import NbestList, RescoreSetting, settings_grid, tuned_setting
 from asr.utils import AsrError
 from conftest import ASR
 
@@ -83,6 +83,20 @@ def test_the_lm_weight_swaps_the_ngram_for_the_other_lm():
         settings_grid([10.0], [0.0], [1.5])
     assert len(settings_grid([7.0, 8.0], [0.0, 1.0], [0.0, 0.5])) == 8
     assert RescoreSetting(10.0, 0.5, 0.25).acoustic_scale == pytest.approx(0.1)
+
+
+def test_a_tuned_setting_comes_only_from_the_same_model_and_lm(tmp_path: Path) -> None:
+    dev = tmp_path / "decode_dev_lstm"
+    dev.mkdir()
+    with pytest.raises(AsrError, match="no rescore_config.json"):
+        tuned_setting(dev)
+    (dev / "rescore_config.json").write_text(json.dumps({"lmwt": 12, "word_penalty": 0.5, "weight": 0.75}))
+    (dev / "decode_info.json").write_text(json.dumps({"model_fingerprint": "aaaa", "rescoring_lm": "lm (weights 1)"}))
+    assert tuned_setting(dev, "aaaa", "lm (weights 1)") == RescoreSetting(12.0, 0.5, 0.75)
+    with pytest.raises(AsrError, match="another model"):
+        tuned_setting(dev, "bbbb", "lm (weights 1)")
+    with pytest.raises(AsrError, match="rescored with lm \\(weights 1\\), not lm \\(weights 2\\)"):
+        tuned_setting(dev, "aaaa", "lm (weights 2)")
 
 
 def _asr(*args: str, check: bool = True) -> subprocess.CompletedProcess:

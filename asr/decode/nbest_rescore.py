@@ -83,10 +83,21 @@ def settings_grid(lmwts: list[float], penalties: list[float], weights: list[floa
     return [RescoreSetting(l, p, w) for l in lmwts for p in penalties for w in weights]
 
 
-def tuned_setting(tune_on: str | Path) -> RescoreSetting:
+def tuned_setting(tune_on: str | Path, model_fp: str | None = None, other_name: str | None = None) -> RescoreSetting:
+    """The setting a grid chose on the n-best-rescored dir ``tune_on``; with ``model_fp`` and
+    ``other_name``, that dir must come from the same acoustic model and rescoring LM."""
+    from asr.decode.run import check_tuned_with_same_model
+
     path = Path(tune_on) / RESCORE_CONFIG
     if not path.exists():
         raise AsrError(f"{tune_on}: no {RESCORE_CONFIG} to tune on; rescore that set with a grid first")
+    if model_fp is not None:
+        check_tuned_with_same_model(tune_on, model_fp)
+    info_path = Path(tune_on) / "decode_info.json"
+    tuned_lm = read_json(info_path).get("rescoring_lm") if info_path.exists() else None
+    if other_name is not None and tuned_lm is not None and tuned_lm != other_name:
+        raise AsrError(f"{tune_on} was rescored with {tuned_lm}, not {other_name}; rescore that set with this LM "
+                       "before tuning on it")
     d = read_json(path)
     try:
         return RescoreSetting(float(d["lmwt"]), float(d["word_penalty"]), float(d["weight"]))
@@ -135,12 +146,13 @@ def nbest_rescore_dir(model_dir: str | Path, graph_lm: str | Path, other: Senten
     if grid is None and tune_on is None:
         raise AsrError("n-best rescoring needs a grid of settings or a decode dir to tune on")
     model = load_model(model_dir)
+    model_fp = models_fingerprint(model_dir)
+    settings = [tuned_setting(tune_on, model_fp, other_name)] if tune_on is not None else grid
     lat_path = decode_dir_lattices(in_dir)
     first = DecoderConfig.from_dict(read_json(Path(in_dir) / "best_config.json"))
     ngram = ArpaScorer(graph_lm, model.words)
     lists = build_nbest_lists(iter_lattices(lat_path), n, first.acoustic_scale, first.word_penalty,
                               ngram.sentence_cost, other, model.words.symbols)
-    settings = [tuned_setting(tune_on)] if tune_on is not None else grid
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     ref = read_text(data_dir / "text") if (data_dir / "text").exists() else None
     sym = model.words.symbols
@@ -156,7 +168,7 @@ def nbest_rescore_dir(model_dir: str | Path, graph_lm: str | Path, other: Senten
     counts, setting, hyp, per_utt = best
     ensure_dir(out_dir)
     write_text_atomic(out_dir / RESCORE_CONFIG, json.dumps(setting.to_dict(), indent=1) + "\n")
-    info = {"model": str(model_dir), "model_fingerprint": models_fingerprint(model_dir), "data": str(data_dir),
+    info = {"model": str(model_dir), "model_fingerprint": model_fp, "data": str(data_dir),
             "utterances": len(lists), "rescored_from": str(in_dir), "graph_lm": str(graph_lm),
             "rescoring_lm": other_name, "nbest": n, "nbest_mean": round(float(np.mean(
                 [len(nb.words) for nb in lists.values()])), 2) if lists else 0,

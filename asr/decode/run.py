@@ -365,6 +365,16 @@ def decode_dir_lattices(decode_dir: str | Path) -> Path:
     raise AsrError(f"{decode_dir}: no {LATTICE_FILE} (or lat.gz) to rescore; decode with asr decode --data first")
 
 
+def check_tuned_with_same_model(tune_on: str | Path, model_fp: str) -> None:
+    """A setting read on a dev dir applies only to the model that decoded it (a dir decoded
+    before a retraining is an error, not a silent reuse)."""
+    info_path = Path(tune_on) / "decode_info.json"
+    tuned_fp = read_json(info_path).get("model_fingerprint") if info_path.exists() else None
+    if tuned_fp is not None and tuned_fp != model_fp:
+        raise AsrError(f"{tune_on} was decoded with another model (fingerprint {tuned_fp}, this one {model_fp}); "
+                       "decode that set again with this model before tuning on it")
+
+
 def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, default: DecoderConfig,
              model_fp: str) -> list[DecoderConfig]:
     """The settings to score: the one tuned on a dev decode dir (of this very model: a dir
@@ -373,11 +383,7 @@ def _configs(grid: list[DecoderConfig] | None, tune_on: str | Path | None, defau
         best_cfg_path = Path(tune_on) / "best_config.json"
         if not best_cfg_path.exists():
             raise AsrError(f"{tune_on}: no best_config.json to tune on; score that set with a grid first")
-        info_path = Path(tune_on) / "decode_info.json"
-        tuned_fp = read_json(info_path).get("model_fingerprint") if info_path.exists() else None
-        if tuned_fp is not None and tuned_fp != model_fp:
-            raise AsrError(f"{tune_on} was decoded with another model (fingerprint {tuned_fp}, this one {model_fp}); "
-                           "decode that set again with this model before tuning on it")
+        check_tuned_with_same_model(tune_on, model_fp)
         return [DecoderConfig.from_dict(read_json(best_cfg_path))]
     return grid or [default]
 
