@@ -61,12 +61,10 @@ def cmd_split_dev(a: argparse.Namespace) -> None:
 
 
 def cmd_lang(a: argparse.Namespace) -> None:
-    from asr.lang.prepare import prepare_lang
+    from asr.lang.prepare import LangConfig, prepare_lang
 
-    opts = _load_section(a.config, "lang", a.set)
-    prepare_lang(a.dict_dir, a.out, lm=a.lm, nonsil_states=opts.get("nonsil_states", 3),
-                 sil_states=opts.get("sil_states", 5), sil_topology=opts.get("sil_topology", "kaldi"),
-                 position_dependent=opts.get("position_dependent", False))
+    cfg = LangConfig.from_dict(_load_section(a.config, "lang", a.set))
+    prepare_lang(a.dict_dir, a.out, lm=a.lm, **cfg.to_dict())
 
 
 def cmd_features(a: argparse.Namespace) -> None:

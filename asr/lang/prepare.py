@@ -17,7 +17,7 @@ from pathlib import Path
 from asr.hmm.topology import Topology
 from asr.lang.arpa import read_arpa, write_unigram_arpa
 from asr.lang.lexicon import Lexicon, SymbolTable
-from asr.utils import AsrError, ensure_dir, read_json, read_utf8, write_text_atomic
+from asr.utils import AsrError, Config, ensure_dir, read_json, read_utf8, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,16 @@ def _read_list(path: Path) -> list[str]:
 
 
 POSITIONS = ("_B", "_E", "_I", "_S")
+
+
+@dataclass
+class LangConfig(Config):
+    """A recipe's [lang] section: the HMM topology and phone set of ``prepare_lang``."""
+
+    nonsil_states: int = 3
+    sil_states: int = 5
+    sil_topology: str = "kaldi"
+    position_dependent: bool = False
 
 
 def mark_positions(lexicon: Lexicon, silence: set[str]) -> Lexicon:
