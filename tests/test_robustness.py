@@ -89,6 +89,32 @@ def test_a_real_checkpoint_still_resumes(tmp_path: Path) -> None:
     assert sched2.epoch == 1 and torch.equal(net2.weight, net.weight)
 
 
+def test_a_checkpoint_resumes_under_another_epoch_limit_only(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+
+    def fingerprint(**cfg) -> str:
+        return json.dumps({"config": {"learning_rate": 0.1, "max_epochs": 10, **cfg}, "data": "d"}, sort_keys=True)
+
+    net, sched = torch.nn.Linear(2, 2), Newbob(0.1, 1, 0.01, 0.001, 3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for epoch in (1, 2):
+        sched.end_epoch(net, 1.0 / epoch, {"epoch": epoch})
+    save_checkpoint(tmp_path / "c.pt", fingerprint(), net, opt, sched)
+
+    def resumes(fp: str) -> bool:
+        net2 = torch.nn.Linear(2, 2)
+        return load_checkpoint(tmp_path / "c.pt", fp, net2, torch.optim.SGD(net2.parameters(), lr=0.1),
+                               Newbob(0.1, 1, 0.01, 0.001, 3))
+
+    assert resumes(fingerprint(max_epochs=6)) and resumes(fingerprint(max_epochs=20))
+    assert not resumes(fingerprint(learning_rate=0.2))
+    assert not resumes(fingerprint(max_epochs=6, learning_rate=0.2))
+
+
 def test_a_file_name_ending_in_a_pipe_is_a_path_not_a_command(tmp_path: Path) -> None:
     from asr.acoustic import features_for_files
 

@@ -11,11 +11,14 @@ while, with a noisy held-out loss; restoring an early best there would keep it s
 
 The checkpoint holds weights, optimiser state and the schedule's state, tagged with a
 fingerprint of the options and data, so a rerun with the same inputs resumes after its
-last finished epoch and a rerun with other inputs starts over.
+last finished epoch and a rerun with other inputs starts over. ``max_epochs`` is left out
+of that comparison: the epochs already run are the same for any limit, so a run can be
+extended or cut short (Kaldi's ``--num-epochs`` on a rerun) without losing them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -117,6 +120,21 @@ class Newbob:
             net.load_state_dict(self.state["best_weights"])
 
 
+# Options that only say when to stop: changing them keeps a checkpoint valid.
+STOPPING_OPTIONS = ("max_epochs",)
+
+
+def comparable_fingerprint(fingerprint: str) -> str:
+    """``fingerprint`` without the STOPPING_OPTIONS of its ``config`` (a JSON object's, if it is one)."""
+    try:
+        d = json.loads(fingerprint)
+    except ValueError:
+        return fingerprint
+    if isinstance(d, dict) and isinstance(d.get("config"), dict):
+        d["config"] = {k: v for k, v in d["config"].items() if k not in STOPPING_OPTIONS}
+    return json.dumps(d, sort_keys=True)
+
+
 def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: torch.optim.Optimizer,
                     schedule: Newbob) -> bool:
     """Resume from ``path`` when it was written for the same ``fingerprint``; True if resumed."""
@@ -131,7 +149,8 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
                        f"{one_line(e)}); delete it to train from scratch") from None
     if not isinstance(saved, dict) or not {"fingerprint", "weights", "optimizer", "state"} <= set(saved):
         raise AsrError(f"{path}: not a checkpoint this trainer wrote; delete it to train from scratch")
-    if saved.get("fingerprint") != fingerprint:
+    if not isinstance(saved["fingerprint"], str) or \
+            comparable_fingerprint(saved["fingerprint"]) != comparable_fingerprint(fingerprint):
         log.warning("%s was written with other options or data; starting from scratch", path)
         return False
     try:
