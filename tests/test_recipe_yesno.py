@@ -89,6 +89,8 @@ def _interrupt_then_resume(trainer_module, train, out: Path, monkeypatch):
     model = train()
     history = json.loads((out / "train_log.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and model.info["epochs"] == 3
+    # the model's training time counts epoch 1, run before the interruption, too
+    assert model.info["train_seconds"] >= sum(r["seconds"] for r in history)
     assert not (out / "checkpoint.pt").exists()
     return model
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,12 +82,15 @@ def test_a_real_checkpoint_still_resumes(tmp_path: Path) -> None:
     opt.step()
     sched = Newbob(0.1, 1, 0.01, 0.001, 3)
     sched.end_epoch(net, 1.0, {"epoch": 1})
-    save_checkpoint(tmp_path / "c.pt", "fp", net, opt, sched)
+    save_checkpoint(tmp_path / "c.pt", "fp", net, opt, sched, seconds=123.5)
     net2 = torch.nn.Linear(2, 2)
     opt2 = torch.optim.Adam(net2.parameters(), lr=0.1)
     sched2 = Newbob(0.1, 1, 0.01, 0.001, 3)
     assert load_checkpoint(tmp_path / "c.pt", "fp", net2, opt2, sched2)
     assert sched2.epoch == 1 and torch.equal(net2.weight, net.weight)
+    # the time already spent counts in the resumed run's total, and is not schedule state
+    assert sched2.seconds_before == 123.5 and "seconds" not in sched2.state
+    assert 123.5 <= sched2.seconds(time.time()) < 124.5
 
 
 def test_a_checkpoint_resumes_under_another_epoch_limit_only(tmp_path: Path) -> None:

@@ -300,7 +300,7 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
                  epoch, row["lr"], tr_loss, cv_loss, 100 * cv_ter, seconds, row["frames_per_second"],
                  "" if row["accepted"] else " (rejected)")
         if rank == 0:
-            save_checkpoint(ckpt, fingerprint, net, opt, schedule)
+            save_checkpoint(ckpt, fingerprint, net, opt, schedule, schedule.seconds(t_start))
     schedule.restore_best(net)
     log_priors = token_log_priors(net, cv_set or train_set, cfg.batch_frames)
     net.cpu().eval()
@@ -308,7 +308,8 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
     model = CtcModel(net=net, tokens=tokens, feature=feature_cfg, pipeline=pipeline,
                      decoder=DecoderConfig(beam=cfg.beam, acoustic_scale=cfg.acoustic_scale, transition_scale=0.0),
                      log_priors=log_priors, prior_scale=cfg.prior_scale, **hmm)
-    model.info = {"train_data": str(data_dir), "lang": str(lang_dir), "train_seconds": round(time.time() - t_start, 1),
+    model.info = {"train_data": str(data_dir), "lang": str(lang_dir),
+                  "train_seconds": round(schedule.seconds(t_start), 1),
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": schedule.epoch,
                   "best_cv_loss": schedule.state["best_cv"], "config": dataclasses.asdict(cfg),
                   "seed": cfg.seed, "threads": torch.get_num_threads(), "ranks": world}
@@ -318,5 +319,5 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
         ckpt.unlink(missing_ok=True)
     barrier(world)
     log.info("ctc: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", schedule.epoch,
-             time.time() - t_start, schedule.state["best_cv"], out_dir)
+             schedule.seconds(t_start), schedule.state["best_cv"], out_dir)
     return model

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -64,6 +65,7 @@ class Newbob:
         self.stop_threshold, self.max_halvings = stop_threshold, max_halvings
         self.state = {"epoch": 0, "lr": learning_rate, "halving": False, "halvings": 0, "history": [],
                       "best_cv": math.inf, "best_weights": None}
+        self.seconds_before = 0.0  # wall seconds of the runs before a resume (load_checkpoint sets it)
 
     @classmethod
     def from_config(cls, cfg, keep_first: int = 0) -> "Newbob":
@@ -72,6 +74,11 @@ class Newbob:
 
         return cls(initial_learning_rate(cfg), cfg.min_epochs, cfg.halving_threshold, cfg.stop_threshold,
                    cfg.max_halvings, keep_first, halves_learning_rate(cfg))
+
+    def seconds(self, t_start: float) -> float:
+        """Wall seconds the training has taken: the runs before a resume plus this one, which
+        started at ``t_start`` (``time.time()``)."""
+        return self.seconds_before + time.time() - t_start
 
     @property
     def lr(self) -> float:
@@ -160,12 +167,15 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
         raise AsrError(f"{path}: checkpoint does not fit this network ({one_line(e)}); "
                        "delete it to train from scratch") from None
     schedule.state = saved["state"]
+    schedule.seconds_before = float(schedule.state.pop("seconds", 0.0))
     log.info("resuming training after epoch %d from %s", schedule.epoch, path)
     return True
 
 
 def save_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: torch.optim.Optimizer,
-                    schedule: Newbob) -> None:
+                    schedule: Newbob, seconds: float = 0.0) -> None:
+    """``seconds``: wall time the training has taken so far, all runs (a resumed run's
+    ``schedule.seconds_before`` plus its own), so the model's train time survives resumes."""
     with atomic_path(path) as tmp:
         torch.save({"fingerprint": fingerprint, "weights": net.state_dict(), "optimizer": opt.state_dict(),
-                    "state": schedule.state}, tmp)
+                    "state": {**schedule.state, "seconds": seconds}}, tmp)

@@ -440,7 +440,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
                  epoch, row["lr"], tr_loss, tr_acc, cv_loss, cv_acc, seconds, row["frames_per_second"],
                  "" if row["accepted"] else " (rejected)")
         if rank == 0:
-            save_checkpoint(ckpt, fingerprint, net, opt, schedule)
+            save_checkpoint(ckpt, fingerprint, net, opt, schedule, schedule.seconds(t_start))
     schedule.restore_best(net)
     state = schedule.state
     net.cpu().eval()
@@ -449,7 +449,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
                    dataclasses.replace(hmm["decoder"], acoustic_scale=cfg.acoustic_scale), cfg.prior_scale,
                    adapt_gmm=adapt_gmm)
     model.info = {"train_data": str(data_dir), "ali": str(ali_dir), "gmm": str(gmm_dir),
-                  "train_seconds": round(time.time() - t_start, 1), "num_pdfs": num_pdfs,
+                  "train_seconds": round(schedule.seconds(t_start), 1), "num_pdfs": num_pdfs,
                   "parameters": sum(p.numel() for p in net.parameters()), "epochs": state["epoch"],
                   "best_cv_loss": state["best_cv"], "config": dataclasses.asdict(cfg),
                   "seed": cfg.seed, "threads": torch.get_num_threads(), "ranks": world}
@@ -465,7 +465,7 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
         ckpt.unlink(missing_ok=True)
     barrier(world)
     log.info("dnn: trained %d epochs in %.1f s; best held-out loss %.4f; model in %s", state["epoch"],
-             time.time() - t_start, state["best_cv"], out_dir)
+             schedule.seconds(t_start), state["best_cv"], out_dir)
     return model
 
 
