@@ -326,3 +326,17 @@ def test_batched_scores_equal_per_utterance_scores():
     assert [len(u) for u, _, _ in padded_batches(feats, max_frames=62)] == [2, 4]  # N * T <= 62
     with pytest.raises(AsrError, match="u1: features of shape"):
         list(padded_batches({"u0": np.zeros((3, 6)), "u1": np.zeros((2, 5))}))
+
+
+def test_phone_references_leave_out_utterances_with_an_unpronounced_word():
+    """Greedy PER scoring: a reference word outside the model's lexicon (LibriSpeech dev's ANGOR
+    is in neither the 200k list nor train) makes its utterance unscorable, not a crash."""
+    from types import SimpleNamespace
+
+    from asr.decode.ctc_run import phone_references
+
+    lexicon = Lexicon({"YES": [["Y_B", "EH_I", "S_E"]], "NO": [["N_B", "OW_E"]]})
+    model = SimpleNamespace(tokens=TokenSet.for_phones(lexicon, ["SIL"]), lexicon=lexicon)
+    ref = {"u1": ["YES", "NO"], "u2": ["NO", "ANGOR"], "u3": []}
+    phones, unscored = phone_references(model, ref)
+    assert phones == {"u1": ["Y", "EH", "S", "N", "OW"], "u3": []} and unscored == ["u2"]

@@ -86,18 +86,39 @@ def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
     hyp = {u: best[0][0] for u, best in _search(model, feats, search, beam, 1, f"{search} {data_dir.name}").items()}
     seconds = time.time() - t0
     audio_seconds = sum(len(f) for f in feats.values()) * frame_shift_s(model) / model.subsample
-    counts, per_utt = None, []
+    counts, per_utt, unscored = None, [], []
     unit = "phone" if model.tokens.kind == "phone" else "word"
     if (data_dir / "text").exists():
         ref = read_text(data_dir / "text")
         if unit == "phone":
-            tok = model.tokens
-            ref = {u: [tok.symbols[i] for i in tok.encode(ws, model.lexicon, u)] for u, ws in ref.items()}
-        counts, per_utt = score_texts(ref, hyp)
+            ref, unscored = phone_references(model, ref)
+        counts, per_utt = score_texts(ref, {u: h for u, h in hyp.items() if u not in unscored})
     ensure_dir(out_dir)
     info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(feats),
             "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2), "configs_tried": 1,
             "rtf": round(seconds / max(audio_seconds, 1e-9), 4), "config": {"search": search, "beam": beam},
             "selection": f"{search} search, no LM"}
-    write_decode_outputs(out_dir, hyp, counts, per_utt, info, [f"# CTC {search} search, no lexicon or LM"], unit)
+    comments = [f"# CTC {search} search, no lexicon or LM"]
+    if unscored:
+        info["unscored_utterances"] = unscored
+        comments.append(f"# {len(unscored)} utterance(s) left out of the {unit} error rate: a reference word "
+                        "has no pronunciation in the model's lexicon")
+        log.warning("%s: %d utterance(s) have reference words without a pronunciation (e.g. %s); "
+                    "the %s error rate leaves them out", data_dir, len(unscored), unscored[0], unit)
+    write_decode_outputs(out_dir, hyp, counts, per_utt, info, comments, unit)
     return counts
+
+
+def phone_references(model, ref: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """Reference transcripts as phone tokens (each word's first pronunciation), and the
+    utterances that cannot be scored in phones because a word has no pronunciation (an OOV
+    of the model's lexicon: its phones are unknown, not empty). ``model``: a phone CTC model
+    (``tokens``, ``lexicon``)."""
+    tok, lexicon = model.tokens, model.lexicon
+    phones, unscored = {}, []
+    for u, words in ref.items():
+        if all(w in lexicon.prons for w in words):
+            phones[u] = [tok.symbols[i] for i in tok.encode(words, lexicon, u)]
+        else:
+            unscored.append(u)
+    return phones, unscored
