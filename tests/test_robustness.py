@@ -94,14 +94,19 @@ def test_a_real_checkpoint_still_resumes(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_resumes_under_another_epoch_limit_only(tmp_path: Path) -> None:
-    import json
+    import dataclasses
 
     import torch
 
-    from asr.nnet.schedule import Newbob, load_checkpoint, save_checkpoint
+    from asr.nnet.schedule import Newbob, checkpoint_fingerprint, load_checkpoint, save_checkpoint
+
+    @dataclasses.dataclass
+    class Cfg:
+        learning_rate: float = 0.1
+        max_epochs: int = 10
 
     def fingerprint(**cfg) -> str:
-        return json.dumps({"config": {"learning_rate": 0.1, "max_epochs": 10, **cfg}, "data": "d"}, sort_keys=True)
+        return checkpoint_fingerprint(Cfg(**cfg), data="d")
 
     net, sched = torch.nn.Linear(2, 2), Newbob(0.1, 1, 0.01, 0.001, 3)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -92,7 +92,8 @@ def search_data_dir(model_dir: str | Path, data_dir: str | Path, out_dir: str | 
         ref = read_text(data_dir / "text")
         if unit == "phone":
             ref, unscored = phone_references(model, ref)
-        counts, per_utt = score_texts(ref, {u: h for u, h in hyp.items() if u not in unscored})
+        skip = set(unscored)
+        counts, per_utt = score_texts(ref, {u: h for u, h in hyp.items() if u not in skip})
     ensure_dir(out_dir)
     info = {"model": str(model_dir), "data": str(data_dir), "utterances": len(feats),
             "audio_seconds": round(audio_seconds, 2), "decode_seconds": round(seconds, 2), "configs_tried": 1,

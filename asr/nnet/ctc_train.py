@@ -34,7 +34,8 @@ from asr.nnet.ctc_net import CtcNet, CtcNetConfig
 from asr.nnet.frames import Utterances
 from asr.nnet.distributed import all_reduce_sum, barrier, init_process_group, rank_and_world, wrap
 from asr.nnet.optim import Optimizer, check_optimizer_options
-from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
+from asr.nnet.schedule import (Newbob, checkpoint_fingerprint, epoch_generator, load_checkpoint, save_checkpoint,
+                                setup_torch)
 from asr.nnet.tokens import KINDS, TokenSet
 from asr.nnet.train import curriculum_cap, split_speakers
 from asr.perturb import change_speed, original_id, perturbed_id
@@ -263,9 +264,8 @@ def train_ctc(data_dir: str | Path, lang_dir: str | Path, out_dir: str | Path,
              len(cv_set.keys) if cv_set else 0)
 
     ckpt = out_dir / "checkpoint.pt"
-    fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
-                              "lang": str(lang_dir.resolve()), "utts": len(train_set.keys), "world": world},
-                             sort_keys=True)
+    fingerprint = checkpoint_fingerprint(cfg, data=str(data_dir.resolve()), lang=str(lang_dir.resolve()),
+                                         utts=len(train_set.keys), world=world)
     schedule = Newbob.from_config(cfg, keep_first=max(cfg.min_epochs, cfg.curriculum_epochs))
     if rank == 0:
         ensure_dir(out_dir)

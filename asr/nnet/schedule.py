@@ -12,12 +12,13 @@ while, with a noisy held-out loss; restoring an early best there would keep it s
 The checkpoint holds weights, optimiser state and the schedule's state, tagged with a
 fingerprint of the options and data, so a rerun with the same inputs resumes after its
 last finished epoch and a rerun with other inputs starts over. ``max_epochs`` is left out
-of that comparison: the epochs already run are the same for any limit, so a run can be
+of the fingerprint (``checkpoint_fingerprint``): the epochs already run are the same for any limit, so a run can be
 extended or cut short (Kaldi's ``--num-epochs`` on a rerun) without losing them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -131,15 +132,11 @@ class Newbob:
 STOPPING_OPTIONS = ("max_epochs",)
 
 
-def comparable_fingerprint(fingerprint: str) -> str:
-    """``fingerprint`` without the STOPPING_OPTIONS of its ``config`` (a JSON object's, if it is one)."""
-    try:
-        d = json.loads(fingerprint)
-    except ValueError:
-        return fingerprint
-    if isinstance(d, dict) and isinstance(d.get("config"), dict):
-        d["config"] = {k: v for k, v in d["config"].items() if k not in STOPPING_OPTIONS}
-    return json.dumps(d, sort_keys=True)
+def checkpoint_fingerprint(cfg, **inputs) -> str:
+    """What a checkpoint must have been trained with to be resumed: the trainer config ``cfg``
+    (a dataclass) less its STOPPING_OPTIONS, and the training ``inputs`` (data dirs, sizes, ranks)."""
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in STOPPING_OPTIONS}
+    return json.dumps({"config": options, **inputs}, sort_keys=True)
 
 
 def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -156,8 +153,7 @@ def load_checkpoint(path: Path, fingerprint: str, net: torch.nn.Module, opt: tor
                        f"{one_line(e)}); delete it to train from scratch") from None
     if not isinstance(saved, dict) or not {"fingerprint", "weights", "optimizer", "state"} <= set(saved):
         raise AsrError(f"{path}: not a checkpoint this trainer wrote; delete it to train from scratch")
-    if not isinstance(saved["fingerprint"], str) or \
-            comparable_fingerprint(saved["fingerprint"]) != comparable_fingerprint(fingerprint):
+    if saved["fingerprint"] != fingerprint:
         log.warning("%s was written with other options or data; starting from scratch", path)
         return False
     try:

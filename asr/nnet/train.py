@@ -43,7 +43,8 @@ from asr.nnet.distributed import (all_reduce_sum, average_buffers, barrier, init
                                   rank_and_world, wrap)
 from asr.nnet.optim import Optimizer, check_optimizer_options
 from asr.nnet.pretrain import PRETRAINERS, pretrain_layers
-from asr.nnet.schedule import Newbob, epoch_generator, load_checkpoint, save_checkpoint, setup_torch
+from asr.nnet.schedule import (Newbob, checkpoint_fingerprint, epoch_generator, load_checkpoint, save_checkpoint,
+                                setup_torch)
 from asr.perturb import is_perturbed, original_id
 from asr.utils import AsrError, Config, ensure_dir, from_flat_section, write_text_atomic
 
@@ -397,8 +398,8 @@ def train_dnn(data_dir: str | Path, ali_dir: str | Path, gmm_dir: str | Path, ou
              sum(p.numel() for p in net.parameters()), train_frames, len(tr_utts), len(cv_utts))
 
     ckpt = out_dir / "checkpoint.pt"
-    fingerprint = json.dumps({"config": dataclasses.asdict(cfg), "data": str(data_dir.resolve()),
-                              "ali": str(ali_dir.resolve()), "frames": train_frames, "world": world}, sort_keys=True)
+    fingerprint = checkpoint_fingerprint(cfg, data=str(data_dir.resolve()), ali=str(ali_dir.resolve()),
+                                         frames=train_frames, world=world)
     schedule = Newbob.from_config(cfg, keep_first=cfg.curriculum_epochs)
     if rank == 0:
         ensure_dir(out_dir)
